@@ -1,0 +1,107 @@
+"""Wires the sidecar together and runs it until SIGTERM/SIGINT.
+
+Start-up: gRPC server (NOT_SERVING) and HTTP endpoints first, so probes and apps can connect; then
+the member's poll thread, which joins the group; health turns SERVING on the first assignment.
+
+Shutdown (SIGTERM/SIGINT, or the poll thread dying): stop delivering, wait for in-flight acks up to
+the drain timeout, commit synchronously, close the consumer (a static member does not leave the
+group), end app streams with UNAVAILABLE, exit 0 (1 if the member failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+import uvloop
+
+from sidecar.config import Config
+from sidecar.dispatcher import Dispatcher
+from sidecar.handoff import Handoff
+from sidecar.http import HttpServer, poll_liveness
+from sidecar.member import GroupMember
+from sidecar.pipeline import Pipeline
+from sidecar.service import Server
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 30.0
+
+
+async def serve(config: Config) -> int:
+    loop = asyncio.get_running_loop()
+    pipeline = Pipeline(
+        Dispatcher(config.max_batch_records, config.max_batch_bytes),
+        commit_interval_s=config.commit_interval_ms / 1000,
+        revoke_grace_s=config.revoke_grace_ms / 1000,
+    )
+    handoff = Handoff(loop, pipeline, revoke_timeout_s=config.revoke_grace_ms / 1000 + 5)
+    pipeline.attach(handoff)
+    member = GroupMember(config, handoff)
+
+    server = Server(pipeline, config.grpc_address)
+    await server.start()
+    draining = False
+    http = None
+    if config.http_address is not None:
+        http = HttpServer(
+            *config.http_address,
+            healthy=poll_liveness(lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15),
+            ready=lambda: (pipeline.joined and not draining, "ready" if pipeline.joined and not draining
+                           else ("draining" if draining else "not joined yet")),
+        )
+        await http.start()
+    log.info(
+        "kafka-sidecar serving gRPC on %s%s; topics %s; %s member",
+        config.grpc_address,
+        f", HTTP on {config.http_address[0]}:{config.http_address[1]}" if config.http_address else "",
+        ",".join(config.topics),
+        f"static ({config.kafka['group.instance.id']})" if config.static_member else "dynamic",
+    )
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    member.start()
+    commits = asyncio.create_task(pipeline.run_commits())
+    joined = asyncio.create_task(asyncio.to_thread(member.joined.wait))
+    member_done = asyncio.create_task(pipeline.member_stopped.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({joined, member_done, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if joined.done() and not member_done.done() and not stopping.done():
+        await server.set_serving(True)
+        log.info("joined the consumer group: serving")
+    await asyncio.wait({member_done, stopping}, return_when=asyncio.FIRST_COMPLETED)
+
+    # -- shutdown ------------------------------------------------------------------------------
+    started = time.monotonic()
+    draining = True
+    await server.set_serving(False)
+    commits.cancel()
+    if not member_done.done():
+        log.info("shutting down: draining in-flight records (up to %d ms)", config.drain_timeout_ms)
+        offsets = await pipeline.drain(config.drain_timeout_ms / 1000)
+        try:
+            await handoff.close(offsets, CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.error("consumer did not close within %.0fs", CLOSE_TIMEOUT_S)
+        await asyncio.to_thread(member.join, 5.0)
+    await server.stop(grace_s=1.0)
+    if http is not None:
+        await http.stop()
+    for task in (joined, member_done, stopping):
+        task.cancel()
+    member.joined.set()  # release the to_thread waiter, if any
+    with contextlib.suppress(asyncio.CancelledError):
+        await commits
+    failed = pipeline.member_error is not None
+    log.info("kafka-sidecar stopped in %.2fs%s", time.monotonic() - started, " after a member failure" if failed else "")
+    return 1 if failed else 0
+
+
+def run(config: Config) -> int:
+    return uvloop.run(serve(config))

@@ -1,0 +1,231 @@
+"""The consumer-group member: the only code that talks to librdkafka.
+
+It runs on one thread of its own and never waits for the app, so heartbeats and
+``max.poll.interval.ms`` are satisfied however slow the app is. Each turn of its loop it runs the
+commands the event loop queued (commits, close), applies backpressure (pause every assigned partition
+while the backlog of unacked records is over its limit, resume below half of it), and polls.
+
+Rebalance callbacks run inside ``consume()`` on this thread. Revokes block here until the event loop
+has settled the partitions (see ``handoff``); then the offsets of acked records are committed
+synchronously, before librdkafka gives the partitions away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from sidecar import metrics
+from sidecar.config import Config
+from sidecar.handoff import Close, Commit, Handoff, Offsets
+from sidecar.records import Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_S = 0.1
+POLL_BATCH = 1000
+
+
+def check_kafka_config(conf: Mapping[str, str]) -> None:
+    """Let librdkafka judge every property and value, without connecting anywhere.
+
+    Raises ``KafkaException`` naming the property. A consumer created with empty
+    ``bootstrap.servers`` parses the whole configuration but opens no connection.
+    """
+    probe = Consumer({**conf, "bootstrap.servers": ""})
+    probe.close()
+
+
+def _tps(partitions: list[KafkaTopicPartition]) -> list[TopicPartition]:
+    return [TopicPartition(p.topic, p.partition) for p in partitions]
+
+
+def _kafka_offsets(offsets: Offsets) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+
+
+class GroupMember:
+    def __init__(self, config: Config, handoff: Handoff) -> None:
+        self._config = config
+        self._handoff = handoff
+        self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
+        self._consumer: Consumer | None = None
+        self._paused = False
+        self._assignment_changed = False
+        self.last_poll = time.monotonic()
+        self.joined = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- the poll thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            self._poll_loop()
+        except BaseException as exc:  # reported to the loop, which shuts the sidecar down
+            log.exception("poll thread failed")
+            error = exc
+        finally:
+            self.error = error
+            self._handoff.stopped(error)
+
+    def _poll_loop(self) -> None:
+        conf: dict[str, object] = dict(self._config.kafka)
+        conf["on_commit"] = self._on_commit
+        conf["error_cb"] = self._on_error
+        conf["logger"] = logging.getLogger("librdkafka")
+        consumer = self._consumer = Consumer(conf)
+        consumer.subscribe(
+            list(self._config.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("subscribed to %s as group %s", ",".join(self._config.topics), conf.get("group.id"))
+        while True:
+            self.last_poll = time.monotonic()
+            command = self._handoff.next_command()
+            while command is not None:
+                if isinstance(command, Close):
+                    self._close(consumer, command)
+                    return
+                self._commit_async(consumer, command)
+                command = self._handoff.next_command()
+            self._apply_backpressure(consumer)
+            messages = consumer.consume(POLL_BATCH, POLL_TIMEOUT_S)
+            if messages:
+                self._hand_over(messages)
+
+    def _hand_over(self, messages: list[Message]) -> None:
+        records = []
+        nbytes = 0
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_message_error(error)
+                continue
+            ts_type, ts = message.timestamp()
+            record = Record(
+                message.topic(), message.partition(), message.offset(), message.key(), message.value(),
+                message.headers(), ts, ts_type,
+            )
+            nbytes += record.size
+            records.append(record)
+        if records:
+            metrics.RECORDS_RECEIVED.inc(len(records))
+            self._handoff.records(records, nbytes)
+
+    def _on_message_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consumer error: %s", error)
+
+    def _apply_backpressure(self, consumer: Consumer) -> None:
+        held_records, held_bytes = self._handoff.backlog()
+        max_records, max_bytes = self._config.buffer_max_records, self._config.buffer_max_bytes
+        if not self._paused and (held_records >= max_records or held_bytes >= max_bytes):
+            self._paused = True
+            consumer.pause(consumer.assignment())
+            metrics.PAUSED.set(1)
+            log.info("paused fetching: %d records / %d bytes held unacked", held_records, held_bytes)
+        elif self._paused and held_records <= max_records // 2 and held_bytes <= max_bytes // 2:
+            self._paused = False
+            consumer.resume(consumer.assignment())
+            metrics.PAUSED.set(0)
+            log.info("resumed fetching: %d records / %d bytes held unacked", held_records, held_bytes)
+        elif self._paused and self._assignment_changed:
+            consumer.pause(consumer.assignment())  # partitions assigned while paused start paused
+        self._assignment_changed = False
+
+    # -- commits --------------------------------------------------------------------------------
+
+    def _commit_async(self, consumer: Consumer, command: Commit) -> None:
+        try:
+            consumer.commit(offsets=_kafka_offsets(command.offsets), asynchronous=True)
+        except KafkaException as exc:
+            metrics.COMMITS.labels("async", "error").inc()
+            log.warning("commit of %d partitions not sent: %s", len(command.offsets), exc)
+            self._handoff.commit_failed(list(command.offsets))
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+        failed = [p for p in partitions if p.error is not None]
+        if error is not None or failed:
+            metrics.COMMITS.labels("async", "error").inc()
+            log.warning("commit failed: %s", error or {f"{p.topic}[{p.partition}]": str(p.error) for p in failed})
+            self._handoff.commit_failed(_tps(failed or partitions))
+        else:
+            metrics.COMMITS.labels("async", "ok").inc()
+
+    def _commit_sync(self, consumer: Consumer, offsets: Offsets, why: str) -> None:
+        if not offsets:
+            return
+        started = time.monotonic()
+        try:
+            result = consumer.commit(offsets=_kafka_offsets(offsets), asynchronous=False)
+        except KafkaException as exc:
+            metrics.COMMITS.labels("sync", "error").inc()
+            log.error("%s commit failed: %s", why, exc)
+            return
+        metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
+        failed = [p for p in result or [] if p.error is not None]
+        metrics.COMMITS.labels("sync", "error" if failed else "ok").inc()
+        if failed:
+            log.error("%s commit failed for %s", why, [(p.topic, p.partition, str(p.error)) for p in failed])
+        else:
+            log.info("%s commit: %s", why, {str(tp): o for tp, o in sorted(offsets.items())})
+
+    def _close(self, consumer: Consumer, command: Close) -> None:
+        try:
+            self._commit_sync(consumer, command.offsets, "final")
+            # A static member (group.instance.id) does not leave the group here, so a pod that comes
+            # back within the session timeout keeps its partitions without a rebalance.
+            consumer.close()
+            log.info("consumer closed")
+        finally:
+            command.done.set_result(None)
+
+    # -- rebalance callbacks (inside consume(), on this thread) ---------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        tps = _tps(partitions)
+        metrics.REBALANCE_EVENTS.labels("assign").inc()
+        log.info("assigned %s (member %s)", [str(tp) for tp in tps], consumer.memberid())
+        self._assignment_changed = True
+        self._handoff.assigned(tps)
+        self.joined.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        tps = _tps(partitions)
+        metrics.REBALANCE_EVENTS.labels("revoke").inc()
+        log.info("revoking %s", [str(tp) for tp in tps])
+        offsets = self._handoff.revoked(tps)
+        self._commit_sync(consumer, offsets, "revoke")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        tps = _tps(partitions)
+        metrics.REBALANCE_EVENTS.labels("lost").inc()
+        log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
+        self._handoff.lost(tps)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("fatal consumer error: %s", error)
+        else:
+            log.warning("kafka: %s", error)

@@ -1,0 +1,230 @@
+"""The gRPC side: the ConsumerService stream, health and reflection. The only module that talks gRPC.
+
+Each ``Consume`` call is one app stream. A reader task applies the app's requests (credit, acks,
+nacks) to the pipeline; the handler itself writes what the pipeline sends to the stream's sink
+(record batches, assignment changes, rejections). Malformed requests end that stream with
+INVALID_ARGUMENT and a reason; its in-flight records are redelivered and nothing else is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sidecar._proto import sidecar_pb2 as pb
+from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.dispatcher import RejectReason, Rejection
+from sidecar.pipeline import Pipeline, Settlement
+from sidecar.records import AssignmentEvent, Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ConsumerService"].full_name
+_REJECT_CODES = {
+    RejectReason.NOT_IN_FLIGHT: grpc.StatusCode.NOT_FOUND.value[0],
+    RejectReason.NOT_ASSIGNED: grpc.StatusCode.FAILED_PRECONDITION.value[0],
+}
+MAX_MESSAGE_BYTES = 256 << 20
+
+
+class BadRequest(ValueError):
+    """A request that breaks the protocol; the stream ends with INVALID_ARGUMENT and this reason."""
+
+
+def _settlements(items: list[pb.PartitionOffsets], what: str) -> list[Settlement]:
+    out = []
+    for item in items:
+        if not item.topic:
+            raise BadRequest(f"{what}: topic is empty")
+        if item.partition < 0:
+            raise BadRequest(f"{what} for {item.topic}: partition {item.partition} < 0")
+        offsets = list(item.offsets)
+        if offsets and min(offsets) < 0:
+            raise BadRequest(f"{what} for {item.topic}[{item.partition}]: negative offset {min(offsets)}")
+        ranges = []
+        for rng in item.ranges:
+            if rng.first < 0 or rng.last < rng.first:
+                raise BadRequest(
+                    f"{what} for {item.topic}[{item.partition}]: bad range {rng.first}..{rng.last} "
+                    "(need 0 <= first <= last)"
+                )
+            ranges.append((rng.first, rng.last))
+        out.append(Settlement(TopicPartition(item.topic, item.partition), offsets, ranges))
+    return out
+
+
+def _to_pb(record: Record) -> pb.Record:
+    headers = record.headers
+    return pb.Record(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=[pb.Header(key=k, value=v) for k, v in headers] if headers else None,
+        timestamp_ms=record.timestamp_ms,
+        timestamp_type=record.timestamp_type,  # librdkafka's numbering matches the proto enum
+        delivery_attempt=record.attempt,
+    )
+
+
+def _topic_partitions(tps: frozenset[TopicPartition] | tuple[TopicPartition, ...]) -> list[pb.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return [pb.TopicPartitions(topic=t, partitions=sorted(ps)) for t, ps in sorted(by_topic.items())]
+
+
+def _rejection(rejection: Rejection, nack: bool) -> pb.ConsumeResponse:
+    offsets = pb.PartitionOffsets(
+        topic=rejection.tp.topic,
+        partition=rejection.tp.partition,
+        offsets=rejection.offsets,
+        ranges=[pb.OffsetRange(first=a, last=b) for a, b in rejection.ranges],
+    )
+    return pb.ConsumeResponse(
+        rejection=pb.Rejection(
+            code=_REJECT_CODES[rejection.reason],
+            reason=f"{'nack' if nack else 'ack'} of {rejection.describe()}; not "
+            + ("redelivered" if nack else "committed"),
+            offsets=offsets,
+            nack=nack,
+        )
+    )
+
+
+class _Abort:
+    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+_END = object()
+_Outbound = pb.ConsumeResponse | _Abort | object
+
+
+class _StreamSink:
+    """Queues what the pipeline sends to one stream; the handler writes it out in order."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[_Outbound] = asyncio.Queue()
+
+    def send_records(self, records: list[Record]) -> None:
+        batch = pb.RecordBatch(records=[_to_pb(r) for r in records])
+        self.queue.put_nowait(pb.ConsumeResponse(records=batch))
+
+    def send_assignment(self, event: AssignmentEvent) -> None:
+        change = pb.AssignmentChange(
+            assigned=_topic_partitions(event.assigned),
+            added=_topic_partitions(event.added),
+            revoked=_topic_partitions(event.revoked),
+            lost=event.lost,
+        )
+        self.queue.put_nowait(pb.ConsumeResponse(assignment=change))
+
+
+class ConsumerService(pb_grpc.ConsumerServiceServicer):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._sinks: set[_StreamSink] = set()
+
+    async def Consume(  # noqa: N802 - the name is the RPC's
+        self, request_iterator: AsyncIterator[pb.ConsumeRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ConsumeResponse]:
+        sink = _StreamSink()
+        sid = self._pipeline.open_stream(sink)
+        self._sinks.add(sink)
+        peer = context.peer()
+        log.info("app stream %d opened from %s", sid, peer)
+        reader = asyncio.create_task(self._read(sid, request_iterator, sink))
+        try:
+            while True:
+                item = await sink.queue.get()
+                if isinstance(item, pb.ConsumeResponse):
+                    yield item
+                elif isinstance(item, _Abort):
+                    await context.abort(item.code, item.reason)
+                else:
+                    return
+        finally:
+            reader.cancel()
+            self._sinks.discard(sink)
+            returned = self._pipeline.close_stream(sid)
+            log.info("app stream %d from %s closed: %d unacked records go back for redelivery", sid, peer, returned)
+
+    async def _read(self, sid: int, requests: AsyncIterator[pb.ConsumeRequest], sink: _StreamSink) -> None:
+        pipeline = self._pipeline
+        try:
+            async for request in requests:
+                if request.credit < 0:
+                    raise BadRequest(f"credit {request.credit} < 0: grant zero or more records")
+                acks = _settlements(list(request.acks), "ack")
+                nacks = _settlements(list(request.nacks), "nack")
+                if acks or nacks:
+                    for rejection, nack in pipeline.settle(sid, acks, nacks):
+                        log.debug("stream %d: rejected %s", sid, rejection.describe())
+                        sink.queue.put_nowait(_rejection(rejection, nack))
+                if request.credit:
+                    pipeline.grant(sid, request.credit)
+                pipeline.pump()
+        except BadRequest as exc:
+            log.warning("app stream %d: malformed request, ending the stream: %s", sid, exc)
+            from sidecar import metrics
+
+            metrics.STREAMS_REJECTED.inc()
+            sink.queue.put_nowait(_Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the app went away mid-read
+            log.debug("app stream %d: read ended: %r", sid, exc)
+        sink.queue.put_nowait(_END)
+
+    def close_all(self, reason: str) -> None:
+        """End every stream with UNAVAILABLE (shutdown): apps reconnect to the next sidecar."""
+        for sink in list(self._sinks):
+            sink.queue.put_nowait(_Abort(grpc.StatusCode.UNAVAILABLE, reason))
+
+
+class Server:
+    """The gRPC server with the consumer service, grpc.health.v1 and reflection."""
+
+    def __init__(self, pipeline: Pipeline, address: str) -> None:
+        self.service = ConsumerService(pipeline)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        pb_grpc.add_ConsumerServiceServicer_to_server(self.service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0 and not address.startswith("unix:"):
+            raise OSError(f"cannot listen on {address}")
+        self.address = address
+
+    async def start(self) -> None:
+        await self._server.start()
+        await self.set_serving(False)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            result = self.health.set(name, status)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def stop(self, grace_s: float) -> None:
+        self.service.close_all("kafka-sidecar is shutting down")
+        await self._server.stop(grace_s)

@@ -1,0 +1,90 @@
+"""Offset tracking for one partition: acks in any order -> the offset that is safe to commit.
+
+Kafka commits one number per partition: "everything before this offset is done". The app acks
+records in any order, so the committable offset is the offset of the *first* record that was
+received and not yet acked; if every received record is acked, it is the offset after the last one.
+Offsets are not assumed contiguous (compaction and transaction markers leave holes), so the tracker
+remembers the offsets it actually received, in order.
+
+Cost: ``add`` and ``ack`` are O(1); the watermark advances lazily, O(1) amortised per record.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class OffsetTracker:
+    """Received and acked offsets of one partition, and the watermark that may be committed."""
+
+    __slots__ = ("_acked", "_committed", "_next", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: deque[int] = deque()  # received, not yet below the watermark, ascending
+        self._acked: set[int] = set()  # acked offsets still in _pending (above the first gap)
+        self._next: int | None = None  # offset after the last received record
+        self._committed: int | None = None  # last offset handed to a commit
+
+    def add(self, offset: int) -> None:
+        """Record that ``offset`` was received from Kafka (offsets arrive in ascending order)."""
+        if self._next is not None and offset < self._next:
+            raise ValueError(f"offset {offset} received after {self._next - 1}: offsets must ascend")
+        self._pending.append(offset)
+        self._next = offset + 1
+
+    def ack(self, offset: int) -> bool:
+        """Mark ``offset`` done. Returns False (and changes nothing) if it is not outstanding."""
+        pending = self._pending
+        if not pending or offset < pending[0] or offset >= (self._next or 0) or offset in self._acked:
+            return False
+        if offset == pending[0]:
+            pending.popleft()
+            acked = self._acked
+            while pending and pending[0] in acked:
+                acked.discard(pending.popleft())
+            return True
+        # Not the first: it must be a received offset, not a hole left by compaction.
+        if not self._contains(offset):
+            return False
+        self._acked.add(offset)
+        return True
+
+    def _contains(self, offset: int) -> bool:
+        # Pending is ascending and usually contiguous: check the arithmetic guess first.
+        pending = self._pending
+        guess = offset - pending[0]
+        if guess < len(pending) and pending[guess] == offset:
+            return True
+        return offset in pending
+
+    @property
+    def watermark(self) -> int | None:
+        """The offset to commit: the first unacked received offset, or the next offset to receive.
+
+        None until a record was received (nothing known is safe to commit).
+        """
+        if self._pending:
+            return self._pending[0]
+        return self._next
+
+    @property
+    def next_offset(self) -> int | None:
+        """The offset after the last received record (None before the first)."""
+        return self._next
+
+    @property
+    def outstanding(self) -> int:
+        """Received records that are not yet acked."""
+        return len(self._pending) - len(self._acked)
+
+    def take_commit(self) -> int | None:
+        """The watermark if it moved since the last call, else None; remembers it as committed."""
+        mark = self.watermark
+        if mark is None or mark == self._committed:
+            return None
+        self._committed = mark
+        return mark
+
+    def reset_commit(self) -> None:
+        """Forget what was handed to a commit (after a failed commit, so the next one retries)."""
+        self._committed = None

@@ -1,0 +1,313 @@
+"""Unit tests of the dispatcher: credit, ordering, ownership, redelivery, revoke."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidecar.dispatcher import Dispatcher, RejectReason
+from sidecar.records import Record, TopicPartition
+
+T0 = TopicPartition("t", 0)
+T1 = TopicPartition("t", 1)
+
+
+def records(tp: TopicPartition, start: int, count: int, size: int = 10) -> list[Record]:
+    return [Record(tp.topic, tp.partition, o, b"k", b"v" * size) for o in range(start, start + count)]
+
+
+def offsets(batch: list[Record]) -> list[tuple[int, int]]:
+    return [(r.partition, r.offset) for r in batch]
+
+
+def test_nothing_is_sent_without_credit() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 5))
+    sid = d.open_stream()
+    assert d.next_deliveries() == []
+    d.grant(sid, 3)
+    [(got_sid, batch)] = d.next_deliveries()
+    assert got_sid == sid
+    assert offsets(batch) == [(0, 0), (0, 1), (0, 2)]
+    assert d.next_deliveries() == []  # credit used up
+
+
+def test_batches_respect_record_and_byte_limits() -> None:
+    d = Dispatcher(max_batch_records=4, max_batch_bytes=250)
+    d.assign([T0])
+    d.add_records(records(T0, 0, 10, size=50))  # each ~116 bytes with overhead
+    sid = d.open_stream()
+    d.grant(sid, 10)
+    sizes = [len(b) for _, b in d.next_deliveries()]
+    assert sum(sizes) == 10
+    assert max(sizes) <= 2  # two records fit in 250 bytes
+
+
+def test_a_record_larger_than_the_byte_limit_goes_alone() -> None:
+    d = Dispatcher(max_batch_bytes=100)
+    d.assign([T0])
+    d.add_records(records(T0, 0, 2, size=500))
+    sid = d.open_stream()
+    d.grant(sid, 5)
+    assert [len(b) for _, b in d.next_deliveries()] == [1, 1]
+
+
+def test_partition_is_served_by_one_stream_at_a_time_in_order() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    a, b = d.open_stream(), d.open_stream()
+    d.add_records(records(T0, 0, 4))
+    d.grant(a, 2)
+    d.grant(b, 10)
+    out = d.next_deliveries()
+    # One stream got the partition; the other gets nothing while records are in flight.
+    assert len({sid for sid, _ in out}) == 1
+    owner = out[0][0]
+    sent = [r.offset for _, batch in out for r in batch]
+    assert sent == sorted(sent)
+    # Once everything in flight is acked the partition may move to the other stream.
+    d.ack(owner, T0, sent)
+    more = d.next_deliveries()
+    assert [r.offset for _, batch in more for r in batch] == list(range(len(sent), 4))
+
+
+def test_acks_out_of_order_then_watermark_commit() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 5))
+    sid = d.open_stream()
+    d.grant(sid, 5)
+    d.next_deliveries()
+    assert d.ack(sid, T0, [4, 2, 1]).accepted == 3
+    assert d.commit_offsets() == {T0: 0}
+    assert d.ack(sid, T0, [0]).accepted == 1
+    assert d.commit_offsets() == {T0: 3}
+    assert d.commit_offsets() == {}  # unchanged
+    d.ack(sid, T0, [3])
+    assert d.commit_offsets() == {T0: 5}
+
+
+def test_undelivered_records_are_never_committed() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 10))
+    sid = d.open_stream()
+    d.grant(sid, 3)
+    d.next_deliveries()
+    d.ack(sid, T0, ranges=[(0, 2)])
+    assert d.watermarks() == {T0: 3}
+
+
+def test_range_ack_covers_in_flight_records_only() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records([Record("t", 0, o) for o in (0, 1, 5, 6)])  # 2..4 compacted away
+    sid = d.open_stream()
+    d.grant(sid, 10)
+    d.next_deliveries()
+    outcome = d.ack(sid, T0, ranges=[(0, 6)])
+    assert outcome.accepted == 4
+    assert outcome.rejection is None
+    assert d.watermarks() == {T0: 7}
+
+
+def test_huge_range_is_cheap() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 3))
+    sid = d.open_stream()
+    d.grant(sid, 3)
+    d.next_deliveries()
+    assert d.ack(sid, T0, ranges=[(0, 2**62)]).accepted == 3
+
+
+def test_ack_of_offset_never_delivered_is_rejected_and_not_committed() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 5))
+    sid = d.open_stream()
+    d.grant(sid, 2)
+    d.next_deliveries()
+    outcome = d.ack(sid, T0, [0, 3], ranges=[(10, 20)])
+    assert outcome.accepted == 1
+    assert outcome.rejection is not None
+    assert outcome.rejection.reason is RejectReason.NOT_IN_FLIGHT
+    assert outcome.rejection.offsets == [3]
+    assert outcome.rejection.ranges == [(10, 20)]
+    assert d.watermarks() == {T0: 1}
+
+
+def test_ack_from_another_stream_or_unassigned_partition_is_rejected() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 2))
+    a, b = d.open_stream(), d.open_stream()
+    d.grant(a, 2)
+    d.next_deliveries()
+    assert d.ack(b, T0, [0]).rejection.reason is RejectReason.NOT_IN_FLIGHT  # type: ignore[union-attr]
+    assert d.ack(a, T1, [0]).rejection.reason is RejectReason.NOT_ASSIGNED  # type: ignore[union-attr]
+    assert d.watermarks() == {T0: 0}
+
+
+def test_closed_stream_records_are_redelivered_first_with_attempt_plus_one() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 6))
+    a = d.open_stream()
+    d.grant(a, 4)
+    d.next_deliveries()
+    d.ack(a, T0, [1, 3])
+    assert d.close_stream(a) == 2
+    b = d.open_stream()
+    d.grant(b, 10)
+    [(sid, batch)] = d.next_deliveries()
+    assert sid == b
+    assert [(r.offset, r.attempt) for r in batch] == [(0, 2), (2, 2), (4, 1), (5, 1)]
+    d.ack(b, T0, [0, 2, 4, 5])
+    assert d.watermarks() == {T0: 6}
+
+
+def test_nack_redelivers_before_later_records() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 4))
+    sid = d.open_stream()
+    d.grant(sid, 2)
+    d.next_deliveries()
+    assert d.nack(sid, T0, [1]).accepted == 1
+    d.ack(sid, T0, [0])
+    d.grant(sid, 2)
+    [(_, batch)] = d.next_deliveries()
+    assert [(r.offset, r.attempt) for r in batch] == [(1, 2), (2, 1)]
+
+
+def test_revoke_stops_delivery_waits_for_in_flight_and_commits_acked_only() -> None:
+    d = Dispatcher()
+    d.assign([T0, T1])
+    d.add_records(records(T0, 0, 4) + records(T1, 0, 4))
+    sid = d.open_stream()
+    d.grant(sid, 4)
+    d.next_deliveries()  # two of each partition
+    d.begin_revoke([T0])
+    assert d.in_flight([T0]) == 2
+    d.grant(sid, 10)
+    sent = [r.tp for _, batch in d.next_deliveries() for r in batch]
+    assert T0 not in sent  # revoking partitions get nothing more
+    d.ack(sid, T0, [0])
+    assert d.finish_revoke([T0]) == {T0: 1}
+    assert d.assignment == frozenset({T1})
+    late = d.ack(sid, T0, [1])
+    assert late.rejection is not None and late.rejection.reason is RejectReason.NOT_ASSIGNED
+
+
+def test_lost_partitions_are_dropped_without_commit() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 3))
+    sid = d.open_stream()
+    d.grant(sid, 3)
+    d.next_deliveries()
+    d.ack(sid, T0, [0])
+    d.lose([T0])
+    assert d.watermarks() == {}
+    assert d.commit_offsets() == {}
+    assert d.in_flight_records == 0
+    assert d.buffered_records == 0
+
+
+def test_records_for_unowned_partitions_are_dropped_and_released() -> None:
+    d = Dispatcher()
+    batch = records(T0, 0, 3)
+    assert d.add_records(batch) == 3
+    assert d.released_records == 3
+    assert d.released_bytes == sum(r.size for r in batch)
+
+
+def test_stop_delivering_keeps_acks_working() -> None:
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 4))
+    sid = d.open_stream()
+    d.grant(sid, 2)
+    d.next_deliveries()
+    d.stop_delivering()
+    d.grant(sid, 2)
+    assert d.next_deliveries() == []
+    d.ack(sid, T0, [0, 1])
+    assert d.watermarks() == {T0: 2}
+
+
+def test_partitions_are_shared_between_streams_with_credit() -> None:
+    d = Dispatcher()
+    tps = [TopicPartition("t", p) for p in range(6)]
+    d.assign(tps)
+    for tp in tps:
+        d.add_records(records(tp, 0, 10))
+    streams = [d.open_stream() for _ in range(3)]
+    for sid in streams:
+        d.grant(sid, 100)
+    owners: dict[int, set[int]] = {}
+    for sid, batch in d.next_deliveries():
+        owners.setdefault(sid, set()).update(r.partition for r in batch)
+    assert len(owners) == 3
+    assert all(len(ps) == 2 for ps in owners.values())
+
+
+Action = tuple[str, int, int]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["grant", "ack", "nack", "close", "open", "fetch"]),
+                          st.integers(0, 3), st.integers(0, 7)), max_size=120))
+def test_invariants_under_random_operations(actions: list[Action]) -> None:
+    """Whatever happens: nothing lost, nothing delivered twice at once, order kept, commits safe."""
+    d = Dispatcher(max_batch_records=3)
+    d.assign([T0, T1])
+    next_offset = {T0: 0, T1: 0}
+    streams = [d.open_stream()]
+    held: dict[int, dict[tuple[TopicPartition, int], int]] = {streams[0]: {}}
+    acked: set[tuple[TopicPartition, int]] = set()
+    last_sent: dict[tuple[int, TopicPartition], int] = {}
+    for verb, who, amount in actions:
+        sid = streams[who % len(streams)] if streams else None
+        if verb == "open" or sid is None:
+            sid = d.open_stream()
+            streams.append(sid)
+            held[sid] = {}
+        elif verb == "fetch":
+            tp = T0 if who % 2 else T1
+            d.add_records(records(tp, next_offset[tp], amount))
+            next_offset[tp] += amount
+        elif verb == "grant":
+            d.grant(sid, amount)
+        elif verb in ("ack", "nack") and held[sid]:
+            key = sorted(held[sid])[amount % len(held[sid])]
+            tp, offset = key
+            outcome = (d.ack if verb == "ack" else d.nack)(sid, tp, [offset])
+            assert outcome.accepted == 1 and outcome.rejection is None
+            del held[sid][key]
+            if verb == "ack":
+                acked.add(key)
+        elif verb == "close":
+            returned = d.close_stream(sid)
+            assert returned == len(held.pop(sid))
+            streams.remove(sid)
+            last_sent = {k: v for k, v in last_sent.items() if k[0] != sid}
+        for got, batch in d.next_deliveries():
+            for r in batch:
+                key = (r.tp, r.offset)
+                assert key not in acked, "an acked record was delivered again"
+                assert all(key not in h for h in held.values()), "a record in flight twice"
+                # Per partition, within one stream's uninterrupted service, offsets ascend.
+                prev = last_sent.get((got, r.tp))
+                assert prev is None or r.offset > prev or r.attempt > 1
+                last_sent[(got, r.tp)] = r.offset
+                held[got][key] = r.offset
+        # The commit never passes a record that is not acked.
+        for tp, mark in d.watermarks().items():
+            assert all((tp, o) in acked for o in range(mark))
+        # Every fetched record is exactly one of: acked, in flight, buffered.
+        in_flight = sum(len(h) for h in held.values())
+        assert d.in_flight_records == in_flight
+        assert len(acked) + in_flight + d.buffered_records == sum(next_offset.values())

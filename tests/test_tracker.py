@@ -1,0 +1,99 @@
+"""Unit tests of the offset tracker: acks in any order -> committable watermark."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sidecar.tracker import OffsetTracker
+
+
+def tracker_with(offsets: list[int]) -> OffsetTracker:
+    tracker = OffsetTracker()
+    for offset in offsets:
+        tracker.add(offset)
+    return tracker
+
+
+def test_nothing_received_nothing_to_commit() -> None:
+    tracker = OffsetTracker()
+    assert tracker.watermark is None
+    assert tracker.take_commit() is None
+
+
+def test_watermark_stops_at_first_gap_and_moves_when_gap_acked() -> None:
+    tracker = tracker_with(list(range(10, 20)))
+    assert tracker.watermark == 10
+    for offset in (11, 12, 14):
+        assert tracker.ack(offset)
+    assert tracker.watermark == 10  # 10 still unacked
+    assert tracker.ack(10)
+    assert tracker.watermark == 13  # 11 and 12 were acked, 13 is the gap
+    assert tracker.ack(13)
+    assert tracker.watermark == 15
+    for offset in range(15, 20):
+        tracker.ack(offset)
+    assert tracker.watermark == 20
+    assert tracker.outstanding == 0
+
+
+def test_holes_from_compaction_are_not_offsets() -> None:
+    tracker = tracker_with([3, 7, 8, 20])
+    assert not tracker.ack(5)  # never received
+    assert tracker.ack(7)
+    assert tracker.watermark == 3
+    assert tracker.ack(3)
+    assert tracker.watermark == 8
+    assert tracker.ack(20)
+    assert tracker.ack(8)
+    assert tracker.watermark == 21
+
+
+def test_double_ack_and_unknown_offsets_are_refused() -> None:
+    tracker = tracker_with([0, 1, 2])
+    assert tracker.ack(1)
+    assert not tracker.ack(1)
+    assert not tracker.ack(3)
+    assert not tracker.ack(-1)
+    assert tracker.ack(0)
+    assert not tracker.ack(0)
+    assert tracker.watermark == 2
+
+
+def test_offsets_must_ascend() -> None:
+    tracker = tracker_with([5])
+    with pytest.raises(ValueError, match="ascend"):
+        tracker.add(5)
+
+
+def test_take_commit_only_when_moved_and_reset_after_failure() -> None:
+    tracker = tracker_with([0, 1])
+    assert tracker.take_commit() == 0
+    assert tracker.take_commit() is None
+    tracker.ack(0)
+    assert tracker.take_commit() == 1
+    tracker.reset_commit()
+    assert tracker.take_commit() == 1
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=200).map(
+        lambda steps: [sum(steps[: i + 1]) for i in range(len(steps))]
+    ),
+    st.data(),
+)
+def test_watermark_is_first_unacked_for_any_ack_order(offsets: list[int], data: st.DataObject) -> None:
+    tracker = tracker_with(offsets)
+    order = data.draw(st.permutations(offsets))
+    cut = data.draw(st.integers(min_value=0, max_value=len(order)))
+    acked = set()
+    for offset in order[:cut]:
+        assert tracker.ack(offset)
+        acked.add(offset)
+        unacked = [o for o in offsets if o not in acked]
+        expected = unacked[0] if unacked else offsets[-1] + 1
+        assert tracker.watermark == expected
+        # Never commit past an unacked record.
+        assert all(o >= expected for o in unacked)
+    assert tracker.outstanding == len(offsets) - cut
