@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from sidecar import __version__
+from sidecar.config import Config, ConfigError, render
 
 EXIT_CONFIG = 2
 
 
-def _load_config() -> object:
-    from sidecar.config import Config, ConfigError
-
+def _load_config() -> Config:
+    """The configuration, or exit 2 with one line naming the variable at fault (before any connection)."""
     try:
         config = Config.from_env(os.environ)
         _check_with_librdkafka(config)
@@ -23,28 +24,23 @@ def _load_config() -> object:
     return config
 
 
-def _check_with_librdkafka(config: object) -> None:
+def _check_with_librdkafka(config: Config) -> None:
     """librdkafka judges KAFKA_* names and values; its complaint is mapped back to the variable."""
-    import re
-
     from confluent_kafka import KafkaException
 
-    from sidecar.config import Config, ConfigError
     from sidecar.member import check_kafka_config
 
-    assert isinstance(config, Config)
     try:
         check_kafka_config(config.kafka)
     except KafkaException as exc:
-        message = str(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc)
-        match = re.search(r'property "([^"]+)"', message)
-        prop = match.group(1) if match else ""
-        variable = config.env_name(prop) if prop else "KAFKA_*"
-        value = config.kafka.get(prop, "")
-        err = ConfigError.__new__(ConfigError)
-        ValueError.__init__(err, f'{variable}="{value}": {message}' if prop else message)
-        err.variable, err.expected = variable, message
-        raise err from None
+        error = exc.args[0] if exc.args else exc
+        message = error.str() if hasattr(error, "str") else str(error)
+        named = [p for p in re.findall(r'"([^"]+)"', message) if p in config.kafka]
+        if not named:
+            raise ConfigError("KAFKA_*", message, "", problem=message) from None
+        prop = named[0]
+        raise ConfigError(config.env_name(prop), "a value librdkafka accepts", config.kafka[prop],
+                          problem=message) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +64,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(records=args.records, partitions=args.partitions)
 
     config = _load_config()
-    from sidecar.config import Config, render
-
-    assert isinstance(config, Config)
     if args.command == "config":
         print(render(config))
         return 0

@@ -1,0 +1,43 @@
+"""The example app that ``kafka-sidecar demo`` (and the end-to-end tests) run beside the sidecar.
+
+It receives batches, writes ``partition offset attempt`` for each record to a file *before* acking
+(so anything acked is known to have been seen), optionally sleeps to play a slow handler, and acks.
+Usage: ``python -m sidecar.demo_app --address 127.0.0.1:50051 --out seen.txt [--delay-ms 0]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", required=True, help="the sidecar's gRPC address")
+    parser.add_argument("--out", required=True, help="file to append 'partition offset attempt' lines to")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="sleep per batch (a slow handler)")
+    parser.add_argument("--max-in-flight", type=int, default=500)
+    args = parser.parse_args(argv)
+    try:
+        from kafka_sidecar_client import Consumer
+    except ImportError:
+        print("the demo app needs the Python client: pip install -e clients/python", file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with open(args.out, "a", buffering=1 << 16) as out, Consumer(
+        args.address, max_in_flight=args.max_in_flight
+    ) as consumer:
+        for batch in consumer.batches():
+            out.write("".join(f"{r.partition} {r.offset} {r.delivery_attempt}\n" for r in batch))
+            out.flush()
+            if args.delay_ms:
+                time.sleep(args.delay_ms / 1000)
+            consumer.ack(batch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

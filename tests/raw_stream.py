@@ -1,0 +1,86 @@
+"""A raw ConsumerService stream for tests that need exact control of what is sent and received.
+
+Uses the generated stub directly (not the client library), so tests of the contract do not depend on
+the client's coalescing or reconnects. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from sidecar._proto import sidecar_pb2 as pb
+from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+
+
+class RawStream:
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._requests: queue.SimpleQueue[pb.ConsumeRequest | None] = queue.SimpleQueue()
+        self._responses: queue.SimpleQueue[pb.ConsumeResponse | grpc.RpcError | None] = queue.SimpleQueue()
+        self._call = pb_grpc.ConsumerServiceStub(self._channel).Consume(self._iter_requests())
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.error: grpc.RpcError | None = None
+
+    def _iter_requests(self) -> Iterator[pb.ConsumeRequest]:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            yield item
+
+    def _read(self) -> None:
+        try:
+            for response in self._call:
+                self._responses.put(response)
+            self._responses.put(None)
+        except grpc.RpcError as exc:
+            self._responses.put(exc)
+
+    def send(self, credit: int = 0, acks: list[pb.PartitionOffsets] | None = None,
+             nacks: list[pb.PartitionOffsets] | None = None) -> None:
+        self._requests.put(pb.ConsumeRequest(credit=credit, acks=acks or [], nacks=nacks or []))
+
+    def next(self, timeout: float = 20.0) -> pb.ConsumeResponse:
+        """The next response; raises the stream's RpcError if it ended with one."""
+        item = self._responses.get(timeout=timeout)
+        if isinstance(item, grpc.RpcError):
+            self.error = item
+            raise item
+        if item is None:
+            raise EOFError("stream ended")
+        return item
+
+    def records(self, count: int, timeout: float = 30.0) -> list[pb.Record]:
+        """Receive until ``count`` records arrived (skipping assignment events)."""
+        got: list[pb.Record] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            response = self.next(max(0.1, deadline - time.monotonic()))
+            if response.WhichOneof("event") == "records":
+                got.extend(response.records.records)
+        return got
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._call.cancel()
+        self._channel.close()
+
+    def __enter__(self) -> RawStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def offsets(topic: str, partition: int, singles: list[int] | None = None,
+            ranges: list[tuple[int, int]] | None = None) -> pb.PartitionOffsets:
+    return pb.PartitionOffsets(
+        topic=topic, partition=partition, offsets=singles or [],
+        ranges=[pb.OffsetRange(first=a, last=b) for a, b in ranges or []],
+    )

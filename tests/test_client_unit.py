@@ -1,0 +1,423 @@
+"""Fast tests of the Python client (no Kafka): ack coalescing, and the protocol against a fake sidecar.
+
+The fake sidecar is a scripted ``ConsumerService`` running in-process: each test queues responses
+(or an abort) per stream and inspects the requests each stream received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+import kafka_sidecar_client._async as client_async
+import pytest
+from kafka_sidecar_client import AssignmentChange, AsyncConsumer, Consumer, Record, Rejection, SidecarError
+from kafka_sidecar_client._acks import AckBuffer, compress
+from kafka_sidecar_client._proto import sidecar_pb2 as pb
+from kafka_sidecar_client._proto import sidecar_pb2_grpc
+
+# -- the fake sidecar ------------------------------------------------------------------------------
+
+
+class Abort:
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self.code = code
+        self.details = details
+
+
+END = None  # end the stream with OK
+Action = pb.ConsumeResponse | Abort | None
+
+
+class FakeSidecar(sidecar_pb2_grpc.ConsumerServiceServicer):
+    """Records the requests of each stream; sends what the test queued in that stream's outbox."""
+
+    def __init__(self) -> None:
+        self.address = ""
+        self.requests: list[list[pb.ConsumeRequest]] = []
+        self.half_closed: list[bool] = []
+        self._outboxes: list[asyncio.Queue[Action]] = []
+        self.ignore_half_close = False
+
+    def outbox(self, stream: int) -> asyncio.Queue[Action]:
+        while len(self._outboxes) <= stream:
+            self._outboxes.append(asyncio.Queue())
+        return self._outboxes[stream]
+
+    def send(self, stream: int, *actions: Action) -> None:
+        for action in actions:
+            self.outbox(stream).put_nowait(action)
+
+    async def Consume(
+        self, request_iterator: AsyncIterator[pb.ConsumeRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ConsumeResponse]:
+        n = len(self.requests)
+        self.requests.append([])
+        self.half_closed.append(False)
+        box = self.outbox(n)
+
+        async def read() -> None:
+            async for request in request_iterator:
+                self.requests[n].append(request)
+            self.half_closed[n] = True
+            if not self.ignore_half_close:
+                box.put_nowait(END)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                action = await box.get()
+                if action is None:
+                    return
+                if isinstance(action, Abort):
+                    await context.abort(action.code, action.details)
+                else:
+                    yield action
+        finally:
+            reader.cancel()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSidecar]:
+    server = grpc.aio.server()
+    sidecar = FakeSidecar()
+    sidecar_pb2_grpc.add_ConsumerServiceServicer_to_server(sidecar, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    sidecar.address = f"127.0.0.1:{port}"
+    yield sidecar
+    await server.stop(0)
+
+
+def record(partition: int, offset: int, topic: str = "t", **kw: Any) -> pb.Record:
+    kw.setdefault("delivery_attempt", 1)
+    return pb.Record(topic=topic, partition=partition, offset=offset, **kw)
+
+
+def batch(*records: pb.Record) -> pb.ConsumeResponse:
+    return pb.ConsumeResponse(records=pb.RecordBatch(records=records))
+
+
+def assignment(**kw: Any) -> pb.ConsumeResponse:
+    return pb.ConsumeResponse(assignment=pb.AssignmentChange(**kw))
+
+
+def acked_offsets(requests: list[pb.ConsumeRequest]) -> list[int]:
+    """Every offset acked by the requests, ranges expanded."""
+    out: list[int] = []
+    for request in requests:
+        for a in request.acks:
+            out += a.offsets
+            for r in a.ranges:
+                out += range(r.first, r.last + 1)
+    return sorted(out)
+
+
+def acks(topic: str, partition: int, offsets: list[int] = [],  # noqa: B006
+         ranges: list[tuple[int, int]] = []) -> pb.PartitionOffsets:  # noqa: B006
+    return pb.PartitionOffsets(topic=topic, partition=partition, offsets=offsets,
+                               ranges=[pb.OffsetRange(first=f, last=la) for f, la in ranges])
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``cond`` (the client and the fake have no events to await for most conditions)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout:.1f} s")
+        await asyncio.sleep(0.005)
+
+
+async def settle(fake: FakeSidecar, stream: int, count: int) -> list[pb.ConsumeRequest]:
+    """Wait for ``count`` requests on ``stream``, then make sure no more follow."""
+    await until(lambda: len(fake.requests) > stream and len(fake.requests[stream]) >= count)
+    await asyncio.sleep(0.1)
+    assert len(fake.requests[stream]) == count, fake.requests[stream]
+    return fake.requests[stream]
+
+
+# -- pure: coalescing and conversion ----------------------------------------------------------------
+
+
+def test_compress_offsets_into_ranges() -> None:
+    assert compress([]) == ([], [])
+    assert compress([5]) == ([5], [])
+    assert compress([3, 1, 2]) == ([], [(1, 3)])
+    assert compress([7, 1, 2, 3, 9, 10]) == ([7], [(1, 3), (9, 10)])
+    assert compress([4, 4, 6, 8, 9]) == ([4, 6], [(8, 9)])
+
+
+def test_ack_buffer_groups_per_partition_in_one_request() -> None:
+    buf = AckBuffer()
+    assert not buf
+    for offset in (2, 0, 1, 5):
+        buf.add(("b", 0), offset)
+    buf.add(("a", 3), 9)
+    buf.add(("a", 3), 4, nack=True)
+    buf.add_raw(("a", 3), [11], [(20, 30)])
+    buf.credit += 6
+    assert buf
+    request = buf.take()
+    assert request == pb.ConsumeRequest(
+        credit=6,
+        acks=[acks("a", 3, [9, 11], [(20, 30)]), acks("b", 0, [5], [(0, 2)])],
+        nacks=[acks("a", 3, [4])],
+    )
+    assert not buf
+    assert buf.take() == pb.ConsumeRequest()
+
+
+def test_record_from_pb_keeps_nulls_distinct() -> None:
+    msg = record(2, 7, key=b"", timestamp_ms=123,
+                 headers=[pb.Header(key="h", value=b"v"), pb.Header(key="null")])
+    r = Record.from_pb(msg, epoch=4)
+    assert (r.topic, r.partition, r.offset, r.key, r.value) == ("t", 2, 7, b"", None)
+    assert r.headers == [("h", b"v"), ("null", None)]
+    assert (r.timestamp_ms, r.delivery_attempt, r._epoch) == (123, 1, 4)
+
+
+# -- protocol, against the fake sidecar -------------------------------------------------------------
+
+
+async def test_initial_credit(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=64):
+        requests = await settle(fake, 0, 1)
+    assert requests[0] == pb.ConsumeRequest(credit=64)
+
+
+async def test_acks_coalesced_into_ranges_with_matching_credit(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=100) as c:
+        fake.send(0, batch(*(record(0, o) for o in (0, 1, 2, 3, 4, 7)), record(1, 10)))
+        records = await c.receive(timeout=5)
+        assert [(r.partition, r.offset) for r in records] == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4),
+                                                              (0, 7), (1, 10)]
+        for r in records:  # one by one, in one tick
+            c.ack(r)
+        await asyncio.wait_for(c.flush(), 5)
+        requests = await settle(fake, 0, 2)
+        assert requests[1] == pb.ConsumeRequest(
+            credit=7, acks=[acks("t", 0, [7], [(0, 4)]), acks("t", 1, [10])])
+
+        c.ack(records)  # acking again sends nothing and grants no credit
+        await asyncio.wait_for(c.flush(), 5)
+        await settle(fake, 0, 2)
+
+
+async def test_nack_grants_credit(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=10) as c:
+        fake.send(0, batch(record(0, 5), record(0, 6)))
+        first, second = await c.receive(timeout=5)
+        c.nack(first)
+        c.ack(second)
+        await asyncio.wait_for(c.flush(), 5)
+        requests = await settle(fake, 0, 2)
+    assert requests[1] == pb.ConsumeRequest(credit=2, acks=[acks("t", 0, [6])], nacks=[acks("t", 0, [5])])
+
+
+async def test_ack_offsets_raw(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=10) as c:
+        fake.send(0, batch(record(0, 1), record(0, 2), record(0, 4)))
+        await c.receive(timeout=5)
+        c.ack_offsets("t", 0, ranges=[(0, 3)])  # covers 1 and 2: two credits
+        c.ack_offsets("t", 0, offsets=[4, 99])  # 99 was never delivered: the sidecar's call
+        await asyncio.wait_for(c.flush(), 5)
+        requests = await settle(fake, 0, 2)
+    assert requests[1] == pb.ConsumeRequest(credit=3, acks=[acks("t", 0, [4, 99], [(0, 3)])])
+
+
+async def test_assignment_and_rejection_callbacks(
+    fake: FakeSidecar, caplog: pytest.LogCaptureFixture
+) -> None:
+    changes: list[AssignmentChange] = []
+    rejections: list[Rejection] = []
+
+    async def on_rejection(rejection: Rejection) -> None:  # async callbacks are awaited
+        rejections.append(rejection)
+
+    fake.send(
+        0,
+        assignment(assigned=[pb.TopicPartitions(topic="t", partitions=[0, 1])]),
+        assignment(assigned=[pb.TopicPartitions(topic="t", partitions=[0])],
+                   revoked=[pb.TopicPartitions(topic="t", partitions=[1])], lost=True),
+        pb.ConsumeResponse(rejection=pb.Rejection(
+            code=grpc.StatusCode.NOT_FOUND.value[0], reason="offset 3 of t[1] is not in flight",
+            offsets=acks("t", 1, [3]), nack=True)),
+    )
+    with caplog.at_level(logging.WARNING, logger="kafka_sidecar_client"):
+        async with AsyncConsumer(fake.address, on_assignment=changes.append, on_rejection=on_rejection) as c:
+            await until(lambda: c.rejections == 1)
+            assert c.assignment == frozenset({("t", 0)})
+    assert changes == [
+        AssignmentChange(assigned=frozenset({("t", 0), ("t", 1)})),
+        AssignmentChange(assigned=frozenset({("t", 0)}), revoked=frozenset({("t", 1)}), lost=True),
+    ]
+    assert rejections == [Rejection(code=5, reason="offset 3 of t[1] is not in flight", topic="t",
+                                    partition=1, nack=True, offsets=(3,))]
+    assert rejections[0].status == grpc.StatusCode.NOT_FOUND
+    assert "not in flight" in caplog.text
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED])
+async def test_reconnect_after_stream_failure(
+    fake: FakeSidecar, caplog: pytest.LogCaptureFixture, code: grpc.StatusCode
+) -> None:
+    caplog.set_level(logging.INFO, logger="kafka_sidecar_client")
+    async with AsyncConsumer(fake.address, max_in_flight=50, reconnect_backoff=(0.01, 0.05)) as c:
+        fake.send(0, batch(record(0, 0), record(0, 1)))
+        old = await c.receive(timeout=5)
+        assert len(old) == 2
+        # A batch the app has not taken yet when the stream dies is dropped: it is redelivered.
+        fake.send(0, batch(record(0, 2)), Abort(code, "sidecar shutting down"))
+        await until(lambda: len(fake.requests) == 2)
+        assert await settle(fake, 1, 1) == [pb.ConsumeRequest(credit=50)]  # full credit again
+
+        c.ack(old)  # stale: dropped locally, no credit
+        c.nack(old[0])
+        await asyncio.wait_for(c.flush(), 5)
+
+        fake.send(1, batch(record(0, 0, delivery_attempt=2), record(0, 1, delivery_attempt=2),
+                           record(0, 2, delivery_attempt=2)))
+        new = await c.receive(timeout=5)
+        assert [(r.offset, r.delivery_attempt) for r in new] == [(0, 2), (1, 2), (2, 2)]
+        c.ack(new)
+        await asyncio.wait_for(c.flush(), 5)
+        requests = await settle(fake, 1, 2)
+    assert requests[1] == pb.ConsumeRequest(credit=3, acks=[acks("t", 0, ranges=[(0, 2)])])
+    assert len(fake.requests[0]) == 1  # the old stream never saw an ack
+    assert "reconnecting" in caplog.text
+
+
+async def test_reconnect_when_sidecar_not_listening_yet() -> None:
+    server = grpc.aio.server()
+    sidecar = FakeSidecar()
+    sidecar_pb2_grpc.add_ConsumerServiceServicer_to_server(sidecar, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")  # reserve a port, start serving later
+    async with AsyncConsumer(f"127.0.0.1:{port}", reconnect_backoff=(0.01, 0.1)) as c:
+        await asyncio.sleep(0.2)
+        await server.start()
+        try:
+            sidecar.send(0, batch(record(0, 0)))
+            assert len(await c.receive(timeout=5)) == 1
+        finally:
+            await server.stop(0)
+
+
+async def test_invalid_argument_raises(fake: FakeSidecar) -> None:
+    fake.send(0, Abort(grpc.StatusCode.INVALID_ARGUMENT, "negative credit"))
+    async with AsyncConsumer(fake.address) as c:
+        with pytest.raises(SidecarError) as info:
+            await c.receive(timeout=5)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details == "negative credit"
+        with pytest.raises(SidecarError):
+            async for _ in c:
+                pass
+    assert len(fake.requests) == 1  # not retried
+
+
+async def test_iterators(fake: FakeSidecar) -> None:
+    fake.send(0, batch(record(0, 0), record(0, 1)), batch(record(0, 2)))
+    async with AsyncConsumer(fake.address) as c:
+        seen: list[int] = []
+        async for r in c:
+            seen.append(r.offset)
+            c.ack(r)
+            if len(seen) == 3:
+                break
+        assert seen == [0, 1, 2]
+        fake.send(0, batch(record(1, 0)), batch(record(1, 1)))
+        sizes: list[int] = []
+        async for b in c.batches():
+            sizes.append(len(b))
+            if len(sizes) == 2:
+                break
+        assert sizes == [1, 1]
+        assert await c.receive(timeout=0.05) == []
+
+
+async def test_close_flushes_acks_and_half_closes(fake: FakeSidecar) -> None:
+    c = AsyncConsumer(fake.address, max_in_flight=5)
+    await c.connect()
+    fake.send(0, batch(record(0, 0)))
+    (r,) = await c.receive(timeout=5)
+    c.ack(r)
+    await asyncio.wait_for(c.close(), 5)
+    assert fake.requests[0][-1] == pb.ConsumeRequest(credit=1, acks=[acks("t", 0, [0])])
+    await until(lambda: fake.half_closed[0])
+    assert await c.receive() == []  # closed: no more batches
+    async for _ in c:
+        pytest.fail("iteration continues after close")
+
+
+async def test_close_never_hangs(fake: FakeSidecar, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_async, "CLOSE_TIMEOUT", 0.3)
+    fake.ignore_half_close = True  # a stuck sidecar: never ends the stream
+    c = AsyncConsumer(fake.address)
+    await c.connect()
+    waiting = asyncio.create_task(c.receive())
+    await settle(fake, 0, 1)
+    start = time.monotonic()
+    await asyncio.wait_for(c.close(), 5)
+    assert time.monotonic() - start < 3
+    assert await asyncio.wait_for(waiting, 1) == []
+
+    # Nothing listening: close interrupts the reconnect backoff.
+    c = AsyncConsumer("127.0.0.1:1", reconnect_backoff=(5.0, 5.0))
+    await c.connect()
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(c.close(), 2)
+
+
+async def test_blocking_consumer_end_to_end(fake: FakeSidecar) -> None:
+    changes: list[AssignmentChange] = []
+    fake.send(
+        0,
+        assignment(assigned=[pb.TopicPartitions(topic="t", partitions=[0])]),
+        batch(record(0, 0), record(0, 1)),
+        batch(record(0, 2)),
+    )
+
+    def app() -> list[int]:
+        seen: list[int] = []
+        with Consumer(fake.address, max_in_flight=10, on_assignment=changes.append) as c:
+            for r in c:
+                seen.append(r.offset)
+                c.ack(r)
+                if len(seen) == 3:
+                    break
+            c.flush(timeout=5)
+            assert c.receive(timeout=0.05) == []
+            assert c.assignment == frozenset({("t", 0)})
+        assert c.closed
+        return seen
+
+    assert await asyncio.wait_for(asyncio.to_thread(app), 10) == [0, 1, 2]
+    requests = fake.requests[0]
+    assert requests[0] == pb.ConsumeRequest(credit=10)
+    assert sum(r.credit for r in requests[1:]) == 3
+    assert acked_offsets(requests) == [0, 1, 2]
+    assert fake.half_closed[0]
+    assert len(changes) == 1
+
+
+async def test_blocking_close_from_another_thread_ends_iteration(fake: FakeSidecar) -> None:
+    c = Consumer(fake.address)
+    c.close()  # never connected: nothing to do
+    c.connect()
+    fake.send(0, batch(record(0, 0)))
+
+    def app() -> list[int]:
+        return [r.offset for r in c]
+
+    iterating = asyncio.ensure_future(asyncio.to_thread(app))
+    await until(lambda: len(fake.requests) == 1 and fake.requests[0] != [])
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(asyncio.to_thread(c.close), 10)
+    assert await asyncio.wait_for(iterating, 5) == [0]
+    assert c.receive(timeout=1) == []
+    c.ack(Record("t", 0, 0))  # acks after close are dropped, not errors
