@@ -39,8 +39,9 @@ def _check_with_librdkafka(config: Config) -> None:
         if not named:
             raise ConfigError("KAFKA_*", message, "", problem=message) from None
         prop = named[0]
-        raise ConfigError(config.env_name(prop), "a value librdkafka accepts", config.kafka[prop],
-                          problem=message) from None
+        raise ConfigError(
+            config.env_name(prop), "a value librdkafka accepts", config.kafka[prop], problem=message
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,26 +113,63 @@ class _Setting(NamedTuple):
 
 
 _SETTINGS = (
-    _Setting("SIDECAR_TOPICS", "topics", None,
-             "Topics to consume: comma-separated names and/or ^regex subscriptions."),
-    _Setting("SIDECAR_GRPC_ADDRESS", "grpc_address", "127.0.0.1:50051",
-             "gRPC listen address for the app: host:port, [ipv6]:port or unix:///absolute/path.sock."),
-    _Setting("SIDECAR_HTTP_ADDRESS", "http_address", "127.0.0.1:8080",
-             "HTTP listen address for /healthz, /readyz and /metrics (host:port), or off."),
-    _Setting("SIDECAR_BUFFER_MAX_RECORDS", "buffer_max_records", "50000",
-             "Records held but not yet acked (buffered + in flight) before fetching pauses."),
-    _Setting("SIDECAR_BUFFER_MAX_BYTES", "buffer_max_bytes", "67108864",
-             "Bytes held but not yet acked before fetching pauses; KiB/MiB/GiB suffixes accepted."),
-    _Setting("SIDECAR_MAX_BATCH_RECORDS", "max_batch_records", "500",
-             "Most records in one gRPC message (1-100000)."),
-    _Setting("SIDECAR_MAX_BATCH_BYTES", "max_batch_bytes", "1048576",
-             "Most record bytes in one gRPC message; KiB/MiB/GiB suffixes accepted."),
-    _Setting("SIDECAR_COMMIT_INTERVAL_MS", "commit_interval_ms", "1000",
-             "How often acked offsets are committed."),
-    _Setting("SIDECAR_REVOKE_GRACE_MS", "revoke_grace_ms", "10000",
-             "On revocation, how long to wait for acks of in-flight records; < max.poll.interval.ms."),
-    _Setting("SIDECAR_DRAIN_TIMEOUT_MS", "drain_timeout_ms", "20000",
-             "On shutdown, how long to wait for acks before the final commit."),
+    _Setting(
+        "SIDECAR_TOPICS",
+        "topics",
+        None,
+        "Topics to consume: comma-separated names and/or ^regex subscriptions.",
+    ),
+    _Setting(
+        "SIDECAR_GRPC_ADDRESS",
+        "grpc_address",
+        "127.0.0.1:50051",
+        "gRPC listen address for the app: host:port, [ipv6]:port or unix:///absolute/path.sock.",
+    ),
+    _Setting(
+        "SIDECAR_HTTP_ADDRESS",
+        "http_address",
+        "127.0.0.1:8080",
+        "HTTP listen address for /healthz, /readyz and /metrics (host:port), or off.",
+    ),
+    _Setting(
+        "SIDECAR_BUFFER_MAX_RECORDS",
+        "buffer_max_records",
+        "50000",
+        "Records held but not yet acked (buffered + in flight) before fetching pauses.",
+    ),
+    _Setting(
+        "SIDECAR_BUFFER_MAX_BYTES",
+        "buffer_max_bytes",
+        "67108864",
+        "Bytes held but not yet acked before fetching pauses; KiB/MiB/GiB suffixes accepted.",
+    ),
+    _Setting(
+        "SIDECAR_MAX_BATCH_RECORDS",
+        "max_batch_records",
+        "500",
+        "Most records in one gRPC message (1-100000).",
+    ),
+    _Setting(
+        "SIDECAR_MAX_BATCH_BYTES",
+        "max_batch_bytes",
+        "1048576",
+        "Most record bytes in one gRPC message; KiB/MiB/GiB suffixes accepted.",
+    ),
+    _Setting(
+        "SIDECAR_COMMIT_INTERVAL_MS", "commit_interval_ms", "1000", "How often acked offsets are committed."
+    ),
+    _Setting(
+        "SIDECAR_REVOKE_GRACE_MS",
+        "revoke_grace_ms",
+        "10000",
+        "On revocation, how long to wait for acks of in-flight records; < max.poll.interval.ms.",
+    ),
+    _Setting(
+        "SIDECAR_DRAIN_TIMEOUT_MS",
+        "drain_timeout_ms",
+        "20000",
+        "On shutdown, how long to wait for acks before the final commit.",
+    ),
     _Setting("SIDECAR_LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR (any case)."),
     _Setting("SIDECAR_LOG_FORMAT", "log_format", "text", "text or json."),
 )
@@ -181,7 +218,7 @@ _LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "WARN": "
 
 def _property_name(variable: str) -> str:
     """``KAFKA_SSL__KEY_X`` -> ``ssl_key.x``: drop the prefix, lower-case, ``__`` -> ``_``, ``_`` -> ``.``."""
-    rest = variable[len(_KAFKA):].lower()
+    rest = variable[len(_KAFKA) :].lower()
     return "_".join(part.replace("_", ".") for part in rest.split("__"))
 
 
@@ -192,8 +229,7 @@ def _variable_name(kafka_property: str) -> str:
 
 def _is_secret(kafka_property: str) -> bool:
     name = kafka_property.lower()
-    return (name in _SECRET_PROPERTIES or name.endswith(".pem")
-            or any(word in name for word in _SECRET_WORDS))
+    return name in _SECRET_PROPERTIES or name.endswith(".pem") or any(word in name for word in _SECRET_WORDS)
 
 
 def _is_service_link(variable: str) -> bool:
@@ -272,7 +308,7 @@ def _parse_grpc_address(text: str) -> str:
     if not text.startswith("unix:"):
         _split_host_port(text)
         return text
-    path = text[len("unix:"):]
+    path = text[len("unix:") :]
     if path.startswith("//"):
         path = path[2:]
     if not path.startswith("/") or "\0" in path:
@@ -356,8 +392,12 @@ def _check_no_unknown_sidecar_variables(environ: Mapping[str, str]) -> None:
             close = difflib.get_close_matches(variable, _BY_VARIABLE, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             known = ", ".join(_BY_VARIABLE)
-            raise ConfigError(variable, "a known SIDECAR_ variable", environ[variable],
-                              problem=f"unknown variable{hint}; known: {known}")
+            raise ConfigError(
+                variable,
+                "a known SIDECAR_ variable",
+                environ[variable],
+                problem=f"unknown variable{hint}; known: {known}",
+            )
 
 
 def _read_kafka_variables(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -369,8 +409,11 @@ def _read_kafka_variables(environ: Mapping[str, str]) -> tuple[dict[str, str], d
             continue
         name, value = _property_name(variable), environ[variable]
         if not _PROPERTY.fullmatch(name):
-            raise ConfigError(variable, "a librdkafka property: KAFKA_ + the property in upper case, "
-                              "with . written as _ and _ as __", value)
+            raise ConfigError(
+                variable,
+                "a librdkafka property: KAFKA_ + the property in upper case, with . written as _ and _ as __",
+                value,
+            )
         if name == "topic" or name in _BY_FIELD:
             setting = _BY_FIELD.get(name, _BY_FIELD["topics"]).variable
             raise ConfigError(variable, f"no such librdkafka property; this is set with {setting}", value)
@@ -486,8 +529,10 @@ def _check_revoke_grace(revoke_grace_ms: int, kafka: _Kafka) -> None:
     max_poll = int(kafka.properties.get("max.poll.interval.ms", _MAX_POLL_INTERVAL_DEFAULT))
     if revoke_grace_ms >= max_poll:
         origin = kafka.sources.get("max.poll.interval.ms", "librdkafka's default")
-        expected = (f"milliseconds < max.poll.interval.ms ({max_poll}, {origin}): "
-                    "the revoke callback blocks the poll thread that long")
+        expected = (
+            f"milliseconds < max.poll.interval.ms ({max_poll}, {origin}): "
+            "the revoke callback blocks the poll thread that long"
+        )
         raise ConfigError("SIDECAR_REVOKE_GRACE_MS", expected, str(revoke_grace_ms))
 
 
@@ -568,8 +613,10 @@ class Config:
         return [(s.variable, self._setting_text(s.field), self.sources[s.field]) for s in _SETTINGS]
 
     def _kafka_rows(self) -> list[tuple[str, str, str]]:
-        return [(name, _MASK if _is_secret(name) else value, self.sources.get(name, _DEFAULT))
-                for name, value in sorted(self.kafka.items())]
+        return [
+            (name, _MASK if _is_secret(name) else value, self.sources.get(name, _DEFAULT))
+            for name, value in sorted(self.kafka.items())
+        ]
 
     def _setting_text(self, field: str) -> str:
         value: object = getattr(self, field)
@@ -603,6 +650,9 @@ def render(config: Config) -> str:
     lines = _table("Sidecar settings", settings, widths)
     lines += ["", *_table("librdkafka properties", properties, widths)]
     if config.static_member:
-        lines += ["", f"Static membership: group.instance.id={config.kafka['group.instance.id']} "
-                      f"(from {config.sources['group.instance.id']})"]
+        lines += [
+            "",
+            f"Static membership: group.instance.id={config.kafka['group.instance.id']} "
+            f"(from {config.sources['group.instance.id']})",
+        ]
     return "\n".join(lines) + "\n"

@@ -49,9 +49,15 @@ async def serve(config: Config) -> int:
     if config.http_address is not None:
         http = HttpServer(
             *config.http_address,
-            healthy=poll_liveness(lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15),
-            ready=lambda: (pipeline.joined and not draining, "ready" if pipeline.joined and not draining
-                           else ("draining" if draining else "not joined yet")),
+            healthy=poll_liveness(
+                lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15
+            ),
+            ready=lambda: (
+                pipeline.joined and not draining,
+                "ready"
+                if pipeline.joined and not draining
+                else ("draining" if draining else "not joined yet"),
+            ),
         )
         await http.start()
     log.info(
@@ -99,7 +105,11 @@ async def serve(config: Config) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await commits
     failed = pipeline.member_error is not None
-    log.info("kafka-sidecar stopped in %.2fs%s", time.monotonic() - started, " after a member failure" if failed else "")
+    log.info(
+        "kafka-sidecar stopped in %.2fs%s",
+        time.monotonic() - started,
+        " after a member failure" if failed else "",
+    )
     return 1 if failed else 0
 
 

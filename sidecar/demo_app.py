@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with open(args.out, "a", buffering=1 << 16) as out, Consumer(
-        args.address, max_in_flight=args.max_in_flight
-    ) as consumer:
+    with (
+        open(args.out, "a", buffering=1 << 16) as out,
+        Consumer(args.address, max_in_flight=args.max_in_flight) as consumer,
+    ):
         for batch in consumer.batches():
             out.write("".join(f"{r.partition} {r.offset} {r.delivery_attempt}\n" for r in batch))
             out.flush()

@@ -230,16 +230,32 @@ class Dispatcher:
 
     # -- acks and nacks -------------------------------------------------------------------------
 
-    def ack(self, sid: int, tp: TopicPartition, offsets: Iterable[int] = (),
-            ranges: Iterable[tuple[int, int]] = ()) -> Outcome:
+    def ack(
+        self,
+        sid: int,
+        tp: TopicPartition,
+        offsets: Iterable[int] = (),
+        ranges: Iterable[tuple[int, int]] = (),
+    ) -> Outcome:
         return self._settle(sid, tp, offsets, ranges, nack=False)
 
-    def nack(self, sid: int, tp: TopicPartition, offsets: Iterable[int] = (),
-             ranges: Iterable[tuple[int, int]] = ()) -> Outcome:
+    def nack(
+        self,
+        sid: int,
+        tp: TopicPartition,
+        offsets: Iterable[int] = (),
+        ranges: Iterable[tuple[int, int]] = (),
+    ) -> Outcome:
         return self._settle(sid, tp, offsets, ranges, nack=True)
 
-    def _settle(self, sid: int, tp: TopicPartition, offsets: Iterable[int],
-                ranges: Iterable[tuple[int, int]], nack: bool) -> Outcome:
+    def _settle(
+        self,
+        sid: int,
+        tp: TopicPartition,
+        offsets: Iterable[int],
+        ranges: Iterable[tuple[int, int]],
+        nack: bool,
+    ) -> Outcome:
         part = self._partitions.get(tp)
         if part is None:
             return Outcome(0, Rejection(RejectReason.NOT_ASSIGNED, tp, list(offsets), list(ranges)))
@@ -300,7 +316,7 @@ class Dispatcher:
             return []
         self._rotation = (self._rotation + 1) % len(streams)
         out = []
-        for stream in streams[self._rotation:] + streams[:self._rotation]:
+        for stream in streams[self._rotation :] + streams[: self._rotation]:
             while stream.credit > 0 and self._ready:
                 batch = self._fill(stream)
                 if not batch:

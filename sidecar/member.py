@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -106,8 +107,8 @@ class GroupMember:
                     return
                 self._commit_async(consumer, command)
                 command = self._handoff.next_command()
-            self._apply_backpressure(consumer)
-            messages = consumer.consume(POLL_BATCH, POLL_TIMEOUT_S)
+            room = self._apply_backpressure(consumer)
+            messages = consumer.consume(min(POLL_BATCH, room), POLL_TIMEOUT_S)
             if messages:
                 self._hand_over(messages)
 
@@ -120,9 +121,16 @@ class GroupMember:
                 self._on_message_error(error)
                 continue
             ts_type, ts = message.timestamp()
+            # Consumed messages always carry these; the stubs type them for produced ones too.
             record = Record(
-                message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                message.headers(), ts, ts_type,
+                cast(str, message.topic()),
+                cast(int, message.partition()),
+                cast(int, message.offset()),
+                message.key(),
+                message.value(),
+                cast("list[tuple[str, bytes | None]] | None", message.headers()),
+                ts,
+                ts_type,
             )
             nbytes += record.size
             records.append(record)
@@ -137,7 +145,8 @@ class GroupMember:
             raise KafkaException(error)
         log.warning("consumer error: %s", error)
 
-    def _apply_backpressure(self, consumer: Consumer) -> None:
+    def _apply_backpressure(self, consumer: Consumer) -> int:
+        """Pause or resume fetching for the backlog; returns how many records may be taken now."""
         held_records, held_bytes = self._handoff.backlog()
         max_records, max_bytes = self._config.buffer_max_records, self._config.buffer_max_bytes
         if not self._paused and (held_records >= max_records or held_bytes >= max_bytes):
@@ -153,6 +162,8 @@ class GroupMember:
         elif self._paused and self._assignment_changed:
             consumer.pause(consumer.assignment())  # partitions assigned while paused start paused
         self._assignment_changed = False
+        # Never take more than the limit allows (at least 1: consume() still has to run callbacks).
+        return max(1, max_records - held_records)
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -168,7 +179,9 @@ class GroupMember:
         failed = [p for p in partitions if p.error is not None]
         if error is not None or failed:
             metrics.COMMITS.labels("async", "error").inc()
-            log.warning("commit failed: %s", error or {f"{p.topic}[{p.partition}]": str(p.error) for p in failed})
+            log.warning(
+                "commit failed: %s", error or {f"{p.topic}[{p.partition}]": str(p.error) for p in failed}
+            )
             self._handoff.commit_failed(_tps(failed or partitions))
         else:
             metrics.COMMITS.labels("async", "ok").inc()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS_RECEIVED = Counter("kafka_sidecar_records_received", "Records fetched from Kafka")
-RECORDS_DELIVERED = Counter("kafka_sidecar_records_delivered", "Records sent to app streams (incl. redeliveries)")
+RECORDS_DELIVERED = Counter(
+    "kafka_sidecar_records_delivered", "Records sent to app streams (incl. redeliveries)"
+)
 RECORDS_REDELIVERED = Counter(
     "kafka_sidecar_records_redelivered", "Records put back for redelivery (stream ended or nack)"
 )

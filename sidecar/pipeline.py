@@ -85,7 +85,9 @@ class Pipeline:
     def grant(self, sid: int, credit: int) -> None:
         self._dispatcher.grant(sid, credit)
 
-    def settle(self, sid: int, acks: Iterable[Settlement], nacks: Iterable[Settlement]) -> list[tuple[Rejection, bool]]:
+    def settle(
+        self, sid: int, acks: Iterable[Settlement], nacks: Iterable[Settlement]
+    ) -> list[tuple[Rejection, bool]]:
         """Apply a request's acks and nacks; returns the rejected parts (with True for nacks)."""
         dispatcher = self._dispatcher
         rejections = []
@@ -187,7 +189,9 @@ class Pipeline:
         waited = await self._wait_settled(lambda: dispatcher.in_flight_records == 0, timeout_s)
         log.info(
             "drained in %.3fs: %d records were in flight, %d still unacked (redelivered after restart)",
-            waited, in_flight, dispatcher.in_flight_records,
+            waited,
+            in_flight,
+            dispatcher.in_flight_records,
         )
         return dispatcher.watermarks()
 

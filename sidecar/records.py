@@ -25,8 +25,18 @@ class Record:
     headers), for the buffer limit.
     """
 
-    __slots__ = ("attempt", "headers", "key", "offset", "partition", "size", "timestamp_ms",
-                 "timestamp_type", "topic", "value")
+    __slots__ = (
+        "attempt",
+        "headers",
+        "key",
+        "offset",
+        "partition",
+        "size",
+        "timestamp_ms",
+        "timestamp_type",
+        "topic",
+        "value",
+    )
 
     def __init__(
         self,

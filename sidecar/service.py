@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.dispatcher import RejectReason, Rejection
+from sidecar.dispatcher import Rejection, RejectReason
 from sidecar.pipeline import Pipeline, Settlement
 from sidecar.records import AssignmentEvent, Record, TopicPartition
 
@@ -68,12 +69,16 @@ def _to_pb(record: Record) -> pb.Record:
         value=record.value,
         headers=[pb.Header(key=k, value=v) for k, v in headers] if headers else None,
         timestamp_ms=record.timestamp_ms,
-        timestamp_type=record.timestamp_type,  # librdkafka's numbering matches the proto enum
+        timestamp_type=cast(
+            "pb.TimestampType", record.timestamp_type
+        ),  # librdkafka's numbering matches the proto enum
         delivery_attempt=record.attempt,
     )
 
 
-def _topic_partitions(tps: frozenset[TopicPartition] | tuple[TopicPartition, ...]) -> list[pb.TopicPartitions]:
+def _topic_partitions(
+    tps: frozenset[TopicPartition] | tuple[TopicPartition, ...],
+) -> list[pb.TopicPartitions]:
     by_topic: dict[str, list[int]] = {}
     for tp in tps:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
@@ -133,7 +138,7 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
         self._pipeline = pipeline
         self._sinks: set[_StreamSink] = set()
 
-    async def Consume(  # noqa: N802 - the name is the RPC's
+    async def Consume(
         self, request_iterator: AsyncIterator[pb.ConsumeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ConsumeResponse]:
         sink = _StreamSink()
@@ -155,7 +160,9 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             reader.cancel()
             self._sinks.discard(sink)
             returned = self._pipeline.close_stream(sid)
-            log.info("app stream %d from %s closed: %d unacked records go back for redelivery", sid, peer, returned)
+            log.info(
+                "app stream %d from %s closed: %d unacked records go back for redelivery", sid, peer, returned
+            )
 
     async def _read(self, sid: int, requests: AsyncIterator[pb.ConsumeRequest], sink: _StreamSink) -> None:
         pipeline = self._pipeline
@@ -203,10 +210,14 @@ class Server:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        pb_grpc.add_ConsumerServiceServicer_to_server(self.service, self._server)
+        pb_grpc.add_ConsumerServiceServicer_to_server(self.service, self._server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self._server,
         )
         self.port = self._server.add_insecure_port(address)
@@ -219,7 +230,9 @@ class Server:
         await self.set_serving(False)
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ("", SERVICE_NAME):
             result = self.health.set(name, status)
             if asyncio.iscoroutine(result):

@@ -43,8 +43,10 @@ def metrics(http_address: str) -> dict[str, float]:
 
 def rebalance_events(http_address: str) -> dict[str, int]:
     m = metrics(http_address)
-    return {kind: int(m.get(f"kafka_sidecar_rebalance_events_total{{kind={kind}}}", 0))
-            for kind in ("assign", "revoke", "lost")}
+    return {
+        kind: int(m.get(f"kafka_sidecar_rebalance_events_total{{kind={kind}}}", 0))
+        for kind in ("assign", "revoke", "lost")
+    }
 
 
 def seen(path: Path) -> list[tuple[int, int, int]]:
@@ -68,7 +70,9 @@ def duplicates(lines: list[tuple[int, int, int]]) -> dict[tuple[int, int], int]:
     return {k: n for k, n in counts.items() if n > 1}
 
 
-def wait_committed(bootstrap: str, group: str, topic: str, expected: dict[int, int], timeout: float = 30.0) -> None:
+def wait_committed(
+    bootstrap: str, group: str, topic: str, expected: dict[int, int], timeout: float = 30.0
+) -> None:
     """Wait until the group's committed offsets equal ``expected`` (partition -> offset)."""
 
     def check() -> bool:

@@ -22,7 +22,8 @@ class RawStream:
         self._channel = grpc.insecure_channel(address)
         self._requests: queue.SimpleQueue[pb.ConsumeRequest | None] = queue.SimpleQueue()
         self._responses: queue.SimpleQueue[pb.ConsumeResponse | grpc.RpcError | None] = queue.SimpleQueue()
-        self._call = pb_grpc.ConsumerServiceStub(self._channel).Consume(self._iter_requests())
+        stub = pb_grpc.ConsumerServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._call = stub.Consume(self._iter_requests())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.error: grpc.RpcError | None = None
@@ -42,8 +43,12 @@ class RawStream:
         except grpc.RpcError as exc:
             self._responses.put(exc)
 
-    def send(self, credit: int = 0, acks: list[pb.PartitionOffsets] | None = None,
-             nacks: list[pb.PartitionOffsets] | None = None) -> None:
+    def send(
+        self,
+        credit: int = 0,
+        acks: list[pb.PartitionOffsets] | None = None,
+        nacks: list[pb.PartitionOffsets] | None = None,
+    ) -> None:
         self._requests.put(pb.ConsumeRequest(credit=credit, acks=acks or [], nacks=nacks or []))
 
     def next(self, timeout: float = 20.0) -> pb.ConsumeResponse:
@@ -55,6 +60,15 @@ class RawStream:
         if item is None:
             raise EOFError("stream ended")
         return item
+
+    def status(self, timeout: float = 20.0) -> grpc.RpcError:
+        """Read until the stream ends with an error status, and return it (fails if it ends cleanly)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.next(max(0.1, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                return exc
 
     def records(self, count: int, timeout: float = 30.0) -> list[pb.Record]:
         """Receive until ``count`` records arrived (skipping assignment events)."""
@@ -78,9 +92,12 @@ class RawStream:
         self.close()
 
 
-def offsets(topic: str, partition: int, singles: list[int] | None = None,
-            ranges: list[tuple[int, int]] | None = None) -> pb.PartitionOffsets:
+def offsets(
+    topic: str, partition: int, singles: list[int] | None = None, ranges: list[tuple[int, int]] | None = None
+) -> pb.PartitionOffsets:
     return pb.PartitionOffsets(
-        topic=topic, partition=partition, offsets=singles or [],
+        topic=topic,
+        partition=partition,
+        offsets=singles or [],
         ranges=[pb.OffsetRange(first=a, last=b) for a, b in ranges or []],
     )

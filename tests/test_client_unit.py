@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
 import grpc.aio
-import kafka_sidecar_client._async as client_async
 import pytest
+
+import kafka_sidecar_client._async as client_async
 from kafka_sidecar_client import AssignmentChange, AsyncConsumer, Consumer, Record, Rejection, SidecarError
 from kafka_sidecar_client._acks import AckBuffer, compress
 from kafka_sidecar_client._proto import sidecar_pb2 as pb
@@ -118,10 +119,18 @@ def acked_offsets(requests: list[pb.ConsumeRequest]) -> list[int]:
     return sorted(out)
 
 
-def acks(topic: str, partition: int, offsets: list[int] = [],  # noqa: B006
-         ranges: list[tuple[int, int]] = []) -> pb.PartitionOffsets:  # noqa: B006
-    return pb.PartitionOffsets(topic=topic, partition=partition, offsets=offsets,
-                               ranges=[pb.OffsetRange(first=f, last=la) for f, la in ranges])
+def acks(
+    topic: str,
+    partition: int,
+    offsets: Sequence[int] = (),
+    ranges: Sequence[tuple[int, int]] = (),
+) -> pb.PartitionOffsets:
+    return pb.PartitionOffsets(
+        topic=topic,
+        partition=partition,
+        offsets=offsets,
+        ranges=[pb.OffsetRange(first=f, last=la) for f, la in ranges],
+    )
 
 
 async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -173,8 +182,9 @@ def test_ack_buffer_groups_per_partition_in_one_request() -> None:
 
 
 def test_record_from_pb_keeps_nulls_distinct() -> None:
-    msg = record(2, 7, key=b"", timestamp_ms=123,
-                 headers=[pb.Header(key="h", value=b"v"), pb.Header(key="null")])
+    msg = record(
+        2, 7, key=b"", timestamp_ms=123, headers=[pb.Header(key="h", value=b"v"), pb.Header(key="null")]
+    )
     r = Record.from_pb(msg, epoch=4)
     assert (r.topic, r.partition, r.offset, r.key, r.value) == ("t", 2, 7, b"", None)
     assert r.headers == [("h", b"v"), ("null", None)]
@@ -194,14 +204,22 @@ async def test_acks_coalesced_into_ranges_with_matching_credit(fake: FakeSidecar
     async with AsyncConsumer(fake.address, max_in_flight=100) as c:
         fake.send(0, batch(*(record(0, o) for o in (0, 1, 2, 3, 4, 7)), record(1, 10)))
         records = await c.receive(timeout=5)
-        assert [(r.partition, r.offset) for r in records] == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4),
-                                                              (0, 7), (1, 10)]
+        assert [(r.partition, r.offset) for r in records] == [
+            (0, 0),
+            (0, 1),
+            (0, 2),
+            (0, 3),
+            (0, 4),
+            (0, 7),
+            (1, 10),
+        ]
         for r in records:  # one by one, in one tick
             c.ack(r)
         await asyncio.wait_for(c.flush(), 5)
         requests = await settle(fake, 0, 2)
         assert requests[1] == pb.ConsumeRequest(
-            credit=7, acks=[acks("t", 0, [7], [(0, 4)]), acks("t", 1, [10])])
+            credit=7, acks=[acks("t", 0, [7], [(0, 4)]), acks("t", 1, [10])]
+        )
 
         c.ack(records)  # acking again sends nothing and grants no credit
         await asyncio.wait_for(c.flush(), 5)
@@ -242,11 +260,19 @@ async def test_assignment_and_rejection_callbacks(
     fake.send(
         0,
         assignment(assigned=[pb.TopicPartitions(topic="t", partitions=[0, 1])]),
-        assignment(assigned=[pb.TopicPartitions(topic="t", partitions=[0])],
-                   revoked=[pb.TopicPartitions(topic="t", partitions=[1])], lost=True),
-        pb.ConsumeResponse(rejection=pb.Rejection(
-            code=grpc.StatusCode.NOT_FOUND.value[0], reason="offset 3 of t[1] is not in flight",
-            offsets=acks("t", 1, [3]), nack=True)),
+        assignment(
+            assigned=[pb.TopicPartitions(topic="t", partitions=[0])],
+            revoked=[pb.TopicPartitions(topic="t", partitions=[1])],
+            lost=True,
+        ),
+        pb.ConsumeResponse(
+            rejection=pb.Rejection(
+                code=grpc.StatusCode.NOT_FOUND.value[0],
+                reason="offset 3 of t[1] is not in flight",
+                offsets=acks("t", 1, [3]),
+                nack=True,
+            )
+        ),
     )
     with caplog.at_level(logging.WARNING, logger="kafka_sidecar_client"):
         async with AsyncConsumer(fake.address, on_assignment=changes.append, on_rejection=on_rejection) as c:
@@ -256,8 +282,16 @@ async def test_assignment_and_rejection_callbacks(
         AssignmentChange(assigned=frozenset({("t", 0), ("t", 1)})),
         AssignmentChange(assigned=frozenset({("t", 0)}), revoked=frozenset({("t", 1)}), lost=True),
     ]
-    assert rejections == [Rejection(code=5, reason="offset 3 of t[1] is not in flight", topic="t",
-                                    partition=1, nack=True, offsets=(3,))]
+    assert rejections == [
+        Rejection(
+            code=5,
+            reason="offset 3 of t[1] is not in flight",
+            topic="t",
+            partition=1,
+            nack=True,
+            offsets=(3,),
+        )
+    ]
     assert rejections[0].status == grpc.StatusCode.NOT_FOUND
     assert "not in flight" in caplog.text
 
@@ -280,8 +314,14 @@ async def test_reconnect_after_stream_failure(
         c.nack(old[0])
         await asyncio.wait_for(c.flush(), 5)
 
-        fake.send(1, batch(record(0, 0, delivery_attempt=2), record(0, 1, delivery_attempt=2),
-                           record(0, 2, delivery_attempt=2)))
+        fake.send(
+            1,
+            batch(
+                record(0, 0, delivery_attempt=2),
+                record(0, 1, delivery_attempt=2),
+                record(0, 2, delivery_attempt=2),
+            ),
+        )
         new = await c.receive(timeout=5)
         assert [(r.offset, r.delivery_attempt) for r in new] == [(0, 2), (1, 2), (2, 2)]
         c.ack(new)

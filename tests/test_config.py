@@ -466,7 +466,7 @@ def test_render_shows_sections_sources_and_masks() -> None:
     assert any(line.split() == ["sasl.password", "****", "KAFKA_SASL_PASSWORD"] for line in lines)
     # aligned: the value column starts at the same place in every row of both tables
     rows = [line for line in lines if line.startswith("  ")]
-    value_columns = {len(line) - len(line[2 + len(line.split()[0]):].lstrip()) for line in rows}
+    value_columns = {len(line) - len(line[2 + len(line.split()[0]) :].lstrip()) for line in rows}
     assert len(value_columns) == 1
 
 

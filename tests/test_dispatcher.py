@@ -198,7 +198,8 @@ def test_revoke_stops_delivery_waits_for_in_flight_and_commits_acked_only() -> N
     assert d.finish_revoke([T0]) == {T0: 1}
     assert d.assignment == frozenset({T1})
     late = d.ack(sid, T0, [1])
-    assert late.rejection is not None and late.rejection.reason is RejectReason.NOT_ASSIGNED
+    assert late.rejection is not None
+    assert late.rejection.reason is RejectReason.NOT_ASSIGNED
 
 
 def test_lost_partitions_are_dropped_without_commit() -> None:
@@ -258,8 +259,16 @@ Action = tuple[str, int, int]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["grant", "ack", "nack", "close", "open", "fetch"]),
-                          st.integers(0, 3), st.integers(0, 7)), max_size=120))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["grant", "ack", "nack", "close", "open", "fetch"]),
+            st.integers(0, 3),
+            st.integers(0, 7),
+        ),
+        max_size=120,
+    )
+)
 def test_invariants_under_random_operations(actions: list[Action]) -> None:
     """Whatever happens: nothing lost, nothing delivered twice at once, order kept, commits safe."""
     d = Dispatcher(max_batch_records=3)
@@ -285,7 +294,8 @@ def test_invariants_under_random_operations(actions: list[Action]) -> None:
             key = sorted(held[sid])[amount % len(held[sid])]
             tp, offset = key
             outcome = (d.ack if verb == "ack" else d.nack)(sid, tp, [offset])
-            assert outcome.accepted == 1 and outcome.rejection is None
+            assert outcome.accepted == 1
+            assert outcome.rejection is None
             del held[sid][key]
             if verb == "ack":
                 acked.add(key)

@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from sidecar.embedded import EmbeddedBroker, produce
-from tests.e2e_support import (
+from e2e_support import (
     DEMO_APP,
     duplicates,
     metrics,
@@ -23,12 +21,18 @@ from tests.e2e_support import (
 )
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
+from sidecar.embedded import EmbeddedBroker, produce
+
 pytestmark = pytest.mark.integration
 
 
 def test_every_record_delivered_acked_and_committed(
-    broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory,
-    app_factory: AppFactory, tmp_path: Path,
+    broker: EmbeddedBroker,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+    app_factory: AppFactory,
+    tmp_path: Path,
 ) -> None:
     topic = new_topic(6)
     report = produce(broker.bootstrap, topic, 10_000, keyed=True)
@@ -46,8 +50,12 @@ def test_every_record_delivered_acked_and_committed(
 
 
 def test_app_killed_and_restarted_redelivers_only_unacked_without_rebalance(
-    broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory,
-    app_factory: AppFactory, tmp_path: Path,
+    broker: EmbeddedBroker,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+    app_factory: AppFactory,
+    tmp_path: Path,
 ) -> None:
     topic = new_topic(6)
     report = produce(broker.bootstrap, topic, 10_000)
@@ -57,15 +65,28 @@ def test_app_killed_and_restarted_redelivers_only_unacked_without_rebalance(
 
     first_out, second_out = tmp_path / "first.txt", tmp_path / "second.txt"
     # Slow enough that the kill lands mid-stream with records in flight.
-    app = app_factory(DEMO_APP, "--address", sidecar.grpc_address, "--out", str(first_out),
-                      "--delay-ms", "20", "--max-in-flight", "200", name="app-first")
+    app = app_factory(
+        DEMO_APP,
+        "--address",
+        sidecar.grpc_address,
+        "--out",
+        str(first_out),
+        "--delay-ms",
+        "20",
+        "--max-in-flight",
+        "200",
+        name="app-first",
+    )
     wait_for("3,000 records at the first app", lambda: len(unique_seen(first_out)) >= 3_000, timeout=60)
     app.kill()
     app_factory(DEMO_APP, "--address", sidecar.grpc_address, "--out", str(second_out), name="app-second")
 
     everything = set(report.records)
-    wait_for("every record at least once",
-             lambda: unique_seen(first_out) | unique_seen(second_out) >= everything, timeout=90)
+    wait_for(
+        "every record at least once",
+        lambda: unique_seen(first_out) | unique_seen(second_out) >= everything,
+        timeout=90,
+    )
     wait_committed(broker.bootstrap, group_id, topic, report.expected_commits)
 
     first, second = seen(first_out), seen(second_out)
@@ -83,19 +104,33 @@ def test_app_killed_and_restarted_redelivers_only_unacked_without_rebalance(
 
 
 def test_slow_handler_beyond_max_poll_interval_causes_no_eviction(
-    broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory,
-    app_factory: AppFactory, tmp_path: Path,
+    broker: EmbeddedBroker,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+    app_factory: AppFactory,
+    tmp_path: Path,
 ) -> None:
     topic = new_topic(2)
     report = produce(broker.bootstrap, topic, 60)
     sidecar = sidecar_factory(
-        topics=topic, group_id=group_id,
+        topics=topic,
+        group_id=group_id,
         env={"KAFKA_MAX_POLL_INTERVAL_MS": "10000", "SIDECAR_REVOKE_GRACE_MS": "2000"},
     )
     out = tmp_path / "seen.txt"
     # Each batch takes 11 s: longer than max.poll.interval.ms. A plain consumer would be evicted.
-    app_factory(DEMO_APP, "--address", sidecar.grpc_address, "--out", str(out),
-                "--delay-ms", "11000", "--max-in-flight", "30")
+    app_factory(
+        DEMO_APP,
+        "--address",
+        sidecar.grpc_address,
+        "--out",
+        str(out),
+        "--delay-ms",
+        "11000",
+        "--max-in-flight",
+        "30",
+    )
     wait_for("all 60 records", lambda: len(unique_seen(out)) >= 60, timeout=120, interval=1)
     wait_committed(broker.bootstrap, group_id, topic, report.expected_commits, timeout=60)
     assert rebalance_events(sidecar.http_address) == {"assign": 1, "revoke": 0, "lost": 0}
@@ -103,8 +138,12 @@ def test_slow_handler_beyond_max_poll_interval_causes_no_eviction(
 
 
 def test_two_sidecars_split_partitions_and_cooperative_leave_moves_only_its_partitions(
-    broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory,
-    app_factory: AppFactory, tmp_path: Path,
+    broker: EmbeddedBroker,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+    app_factory: AppFactory,
+    tmp_path: Path,
 ) -> None:
     topic = new_topic(6)
     first = produce(broker.bootstrap, topic, 3_000)
@@ -121,8 +160,11 @@ def test_two_sidecars_split_partitions_and_cooperative_leave_moves_only_its_part
     a_before = rebalance_events(a.http_address)
     assert b.terminate(timeout=40) == 0
 
-    wait_for("a to take all 6 partitions",
-             lambda: metrics(a.http_address).get("kafka_consumer_assigned_partitions") == 6, timeout=60)
+    wait_for(
+        "a to take all 6 partitions",
+        lambda: metrics(a.http_address).get("kafka_consumer_assigned_partitions") == 6,
+        timeout=60,
+    )
     a_after = rebalance_events(a.http_address)
     # Cooperative: a only gained partitions; it revoked none of its own when b left.
     assert a_after["revoke"] == a_before["revoke"]
@@ -131,6 +173,9 @@ def test_two_sidecars_split_partitions_and_cooperative_leave_moves_only_its_part
 
     second = produce(broker.bootstrap, topic, 3_000, start=3_000)
     everything = set(first.records) | set(second.records)
-    wait_for("every record at least once",
-             lambda: unique_seen(out_a) | unique_seen(out_b) >= everything, timeout=60)
+    wait_for(
+        "every record at least once",
+        lambda: unique_seen(out_a) | unique_seen(out_b) >= everything,
+        timeout=60,
+    )
     wait_committed(broker.bootstrap, group_id, topic, first.merge(second).expected_commits)

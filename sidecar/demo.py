@@ -1,0 +1,195 @@
+"""``kafka-sidecar demo``: the whole story on one machine, in about half a minute.
+
+It starts an embedded broker (Tansu), creates a topic, produces keyed records, runs the real sidecar
+process and the example app (``sidecar.demo_app``), SIGKILLs the app mid-stream and starts it again,
+then checks what happened from the outside: every record seen by the app, the ones redelivered, the
+committed offsets (against the producer's delivery reports) and the sidecar's rebalance count.
+Everything it started is stopped by PID on the way out, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.embedded import (
+    EmbeddedBroker,
+    ProduceReport,
+    committed_offsets,
+    create_topic,
+    free_port,
+    produce,
+)
+
+TIMEOUT_S = 120.0
+
+
+def _say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def _wait(what: str, done: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _seen(path: Path) -> list[tuple[int, int, int]]:
+    if not path.exists():
+        return []
+    rows = (line.split() for line in path.read_text().splitlines())
+    return [(int(r[0]), int(r[1]), int(r[2])) for r in rows if len(r) == 3]
+
+
+def _metric(http: str, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+@contextlib.contextmanager
+def _process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _healthy(http: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{http}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def run_demo(records: int = 20_000, partitions: int = 6) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="kafka-sidecar-demo-"))
+    topic, group = f"demo-{uuid.uuid4().hex[:8]}", f"demo-group-{uuid.uuid4().hex[:8]}"
+    grpc_address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SIDECAR_")) and k != "POD_NAME"
+    }
+    try:
+        with EmbeddedBroker(log_dir=workdir) as broker:
+            _say(f"embedded broker (Tansu) on {broker.bootstrap}, pid {broker.pid}")
+            create_topic(broker.bootstrap, topic, partitions)
+            started = time.monotonic()
+            report = produce(broker.bootstrap, topic, records)
+            _say(
+                f"produced {report.count} keyed records to {topic} ({partitions} partitions) "
+                f"in {time.monotonic() - started:.2f}s"
+            )
+            sidecar_env = {
+                **env,
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "KAFKA_GROUP_ID": group,
+                "SIDECAR_TOPICS": topic,
+                "SIDECAR_GRPC_ADDRESS": grpc_address,
+                "SIDECAR_HTTP_ADDRESS": http,
+                # Tansu makes every join wait half the session timeout: keep it short for the demo.
+                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+            }
+            with _process(
+                [sys.executable, "-m", "sidecar", "run"], sidecar_env, workdir / "sidecar.log"
+            ) as sc:
+                _say(f"sidecar pid {sc.pid}: gRPC {grpc_address}, HTTP {http}; joining group {group}...")
+                _wait("the sidecar to join the group", lambda: sc.poll() is None and _healthy(http), 60)
+                return _scenario(report, broker.bootstrap, group, topic, grpc_address, http, env, workdir)
+    except (TimeoutError, RuntimeError) as exc:
+        _say(f"FAILED: {exc}; logs in {workdir}")
+        return 1
+
+
+def _scenario(
+    report: ProduceReport,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    grpc_address: str,
+    http: str,
+    env: dict[str, str],
+    workdir: Path,
+) -> int:
+    total = report.count
+    first, second = workdir / "app-first.txt", workdir / "app-second.txt"
+    app = [sys.executable, "-m", "sidecar.demo_app", "--address", grpc_address]
+    started = time.monotonic()
+    with _process([*app, "--out", str(first), "--delay-ms", "5"], env, workdir / "app-first.log") as proc:
+        _say(f"app started (pid {proc.pid}); letting it process about 40% of the records...")
+        _wait("the app to receive 40% of the records", lambda: len(_seen(first)) >= total * 0.4)
+        proc.kill()
+        proc.wait(5)
+    _say(f"app SIGKILLed after {len(_seen(first))} records; the consumer group does not notice")
+    with _process([*app, "--out", str(second)], env, workdir / "app-second.log") as proc:
+        _say(f"app restarted (pid {proc.pid}); it gets the unacked records again, then the rest")
+        expected = report.expected_commits
+        n = max(expected) + 1
+
+        def committed() -> bool:
+            got = committed_offsets(bootstrap, group, topic, n)
+            return all(got.get(p) == o for p, o in expected.items())
+
+        _wait("every offset to be committed", committed)
+        elapsed = time.monotonic() - started
+    rows = _seen(first) + _seen(second)
+    counts = Counter((p, o) for p, o, _ in rows)
+    unique = set(counts)
+    lost = len(set(report.records) - unique)
+    rebalances = int(
+        _metric(http, "kafka_sidecar_rebalance_events_total", kind="assign")
+        + _metric(http, "kafka_sidecar_rebalance_events_total", kind="revoke")
+    )
+    summary = {
+        "produced": total,
+        "delivered": len(rows),
+        "redelivered": sum(1 for *_, attempt in rows if attempt > 1),
+        "acked": int(_metric(http, "kafka_sidecar_records_acked_total")),
+        "committed": sum(
+            committed_offsets(bootstrap, group, topic, max(report.expected_commits) + 1).values()
+        ),
+        "lost": lost,
+        "group rebalances": rebalances,
+    }
+    width = max(len(k) for k in summary)
+    print()
+    for key, value in summary.items():
+        print(f"  {key:<{width}}  {value}")
+    print(f"\n  {len(unique) / elapsed:,.0f} records/s end to end, app restart included ({elapsed:.1f}s)")
+    ok = lost == 0 and rebalances == 1 and summary["committed"] == total
+    print(
+        f"\n  {'OK' if ok else 'NOT OK'}: "
+        + (
+            "nothing lost, only unacked records redelivered, one rebalance (the first join)"
+            if ok
+            else "see the logs in " + str(workdir)
+        )
+    )
+    return 0 if ok else 1
