@@ -215,6 +215,7 @@ class Dispatcher:
         """Put ``records`` back at the front of the partition, merged in offset order."""
         if not records:
             return
+        records = list(records)  # merged below with earlier requeues; the caller's list stays as it was
         for record in records:
             record.attempt += 1
         top = max(r.offset for r in records)

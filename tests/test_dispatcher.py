@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -258,7 +260,7 @@ def test_partitions_are_shared_between_streams_with_credit() -> None:
 Action = tuple[str, int, int]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("DISPATCHER_EXAMPLES", "300")), deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -321,3 +323,17 @@ def test_invariants_under_random_operations(actions: list[Action]) -> None:
         in_flight = sum(len(h) for h in held.values())
         assert d.in_flight_records == in_flight
         assert len(acked) + in_flight + d.buffered_records == sum(next_offset.values())
+
+
+def test_second_nack_counts_only_its_own_records() -> None:
+    """Regression: merging with an earlier requeue must not inflate the nack's own count."""
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 2))
+    sid = d.open_stream()
+    d.grant(sid, 2)
+    d.next_deliveries()
+    assert d.nack(sid, T0, [0]).accepted == 1
+    assert d.nack(sid, T0, [1]).accepted == 1
+    assert d.in_flight_records == 0
+    assert d.buffered_records == 2
