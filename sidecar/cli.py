@@ -8,7 +8,7 @@ import re
 import sys
 
 from sidecar import __version__
-from sidecar.config import Config, ConfigError, render
+from sidecar.config import Config, ConfigError, is_secret, render
 
 EXIT_CONFIG = 2
 
@@ -39,6 +39,8 @@ def _check_with_librdkafka(config: Config) -> None:
         if not named:
             raise ConfigError("KAFKA_*", message, "", problem=message) from None
         prop = named[0]
+        if is_secret(prop):
+            message = message.replace(config.kafka[prop], "****")
         raise ConfigError(
             config.env_name(prop), "a value librdkafka accepts", config.kafka[prop], problem=message
         ) from None

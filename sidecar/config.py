@@ -89,7 +89,7 @@ def _escape(text: str) -> str:
 
 def _quote(variable: str, value: str) -> str:
     """The value as a one-line JSON string, masked when secret, shortened when long."""
-    if variable.startswith(_KAFKA) and _is_secret(_property_name(variable)) and value.strip():
+    if variable.startswith(_KAFKA) and is_secret(_property_name(variable)) and value.strip():
         return '"' + _MASK + '"'
     if len(value) > 120:
         value = value[:117] + "..."
@@ -227,7 +227,7 @@ def _variable_name(kafka_property: str) -> str:
     return _KAFKA + kafka_property.upper().replace("_", "__").replace(".", "_")
 
 
-def _is_secret(kafka_property: str) -> bool:
+def is_secret(kafka_property: str) -> bool:
     name = kafka_property.lower()
     return name in _SECRET_PROPERTIES or name.endswith(".pem") or any(word in name for word in _SECRET_WORDS)
 
@@ -614,7 +614,7 @@ class Config:
 
     def _kafka_rows(self) -> list[tuple[str, str, str]]:
         return [
-            (name, _MASK if _is_secret(name) else value, self.sources.get(name, _DEFAULT))
+            (name, _MASK if is_secret(name) else value, self.sources.get(name, _DEFAULT))
             for name, value in sorted(self.kafka.items())
         ]
 

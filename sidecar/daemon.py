@@ -92,9 +92,9 @@ async def serve(config: Config) -> int:
         log.info("shutting down: draining in-flight records (up to %d ms)", config.drain_timeout_ms)
         offsets = await pipeline.drain(config.drain_timeout_ms / 1000)
         try:
-            await handoff.close(offsets, CLOSE_TIMEOUT_S)
+            await handoff.close(offsets, pipeline.epoch, CLOSE_TIMEOUT_S + config.revoke_grace_ms / 1000)
         except asyncio.TimeoutError:
-            log.error("consumer did not close within %.0fs", CLOSE_TIMEOUT_S)
+            log.error("consumer did not close in time")
         await asyncio.to_thread(member.join, 5.0)
     await server.stop(grace_s=1.0)
     if http is not None:

@@ -99,8 +99,19 @@ class Dispatcher:
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._partitions)
 
+    @property
+    def active_assignment(self) -> frozenset[TopicPartition]:
+        """The assignment less the partitions being revoked."""
+        return frozenset(tp for tp, p in self._partitions.items() if not p.revoking)
+
     def assign(self, tps: Iterable[TopicPartition]) -> list[TopicPartition]:
-        """Start tracking newly assigned partitions; returns those that were really new."""
+        """Start tracking newly assigned partitions; returns those that were really new.
+
+        A partition still held from an earlier ownership that was being revoked starts afresh: what the
+        dispatcher knew of it belongs to the old ownership.
+        """
+        tps = list(tps)
+        self._remove([tp for tp in tps if (p := self._partitions.get(tp)) is not None and p.revoking])
         added = [tp for tp in tps if tp not in self._partitions]
         for tp in added:
             self._partitions[tp] = _Partition(tp)
@@ -292,7 +303,7 @@ class Dispatcher:
         else:
             tracker = part.tracker
             for record in taken:
-                tracker.ack(record.offset)
+                tracker.ack(record.offset, received=True)
                 self._release(record)
         if not in_flight:
             part.owner = None
@@ -303,6 +314,10 @@ class Dispatcher:
         return Outcome(len(taken), rejection)
 
     # -- delivery -------------------------------------------------------------------------------
+
+    @property
+    def delivering(self) -> bool:
+        return self._delivering
 
     def stop_delivering(self) -> None:
         """Deliver nothing more (shutdown drain): only acks of what is in flight are awaited."""
@@ -383,6 +398,8 @@ class Dispatcher:
         """Watermarks that moved since they were last taken, for the periodic async commit."""
         offsets = {}
         for tp, part in self._partitions.items():
+            if part.revoking:  # committed synchronously by the revoke, never behind its back
+                continue
             mark = part.tracker.take_commit()
             if mark is not None:
                 offsets[tp] = mark
@@ -390,7 +407,11 @@ class Dispatcher:
 
     def watermarks(self) -> dict[TopicPartition, int]:
         """Every known watermark, for the final synchronous commit."""
-        return {tp: m for tp, p in self._partitions.items() if (m := p.tracker.watermark) is not None}
+        return {
+            tp: m
+            for tp, p in self._partitions.items()
+            if not p.revoking and (m := p.tracker.watermark) is not None
+        }
 
     def commit_failed(self, tps: Iterable[TopicPartition]) -> None:
         """A commit of ``tps`` failed: offer their watermarks again at the next commit."""

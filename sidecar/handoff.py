@@ -41,14 +41,23 @@ class LoopSide(Protocol):
 
 @dataclass
 class Commit:
+    """Commit ``offsets`` asynchronously, unless a rebalance happened since they were taken.
+
+    ``epoch`` counts the rebalance callbacks the loop had seen when it took the offsets; the member
+    counts the same callbacks as they happen. A mismatch means the offsets may belong to an ownership
+    that has ended (the revoke committed synchronously already), so they are not sent.
+    """
+
     offsets: Offsets
+    epoch: int
 
 
 @dataclass
 class Close:
-    """Commit ``offsets`` synchronously, close the consumer, end the poll thread."""
+    """Commit ``offsets`` synchronously (same epoch rule), close the consumer, end the poll thread."""
 
     offsets: Offsets
+    epoch: int
     done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
 
 
@@ -83,7 +92,7 @@ class Handoff:
         future = asyncio.run_coroutine_threadsafe(_awaitable(self._side.on_revoked(tps)), self._loop)
         try:
             return future.result(timeout=self._revoke_timeout_s)
-        except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError) as exc:
             future.cancel()
             log.error("revoke of %s not settled by the event loop (%r); committing nothing", tps, exc)
             return {}
@@ -127,13 +136,13 @@ class Handoff:
     def publish_released(self, records: int, nbytes: int) -> None:
         self._released = (records, nbytes)
 
-    def commit(self, offsets: Offsets) -> None:
-        """Ask the poll thread for an asynchronous commit of ``offsets``."""
-        self._commands.put(Commit(offsets))
+    def commit(self, offsets: Offsets, epoch: int) -> None:
+        """Ask the poll thread for an asynchronous commit of ``offsets`` taken at ``epoch``."""
+        self._commands.put(Commit(offsets, epoch))
 
-    async def close(self, offsets: Offsets, timeout_s: float) -> None:
+    async def close(self, offsets: Offsets, epoch: int, timeout_s: float) -> None:
         """Final synchronous commit, then close the consumer; returns when the poll thread is done."""
-        command = Close(offsets)
+        command = Close(offsets, epoch)
         self._commands.put(command)
         await asyncio.wait_for(asyncio.wrap_future(command.done), timeout_s)
 

@@ -58,6 +58,7 @@ class GroupMember:
         self._consumer: Consumer | None = None
         self._paused = False
         self._assignment_changed = False
+        self._epoch = 0  # rebalance callbacks so far; the pipeline counts the same ones (see Commit)
         self.last_poll = time.monotonic()
         self.joined = threading.Event()
         self.error: BaseException | None = None
@@ -121,6 +122,8 @@ class GroupMember:
                 self._on_message_error(error)
                 continue
             ts_type, ts = message.timestamp()
+            if ts_type == 0:  # TIMESTAMP_NOT_AVAILABLE: librdkafka gives -1, the contract says 0
+                ts = 0
             # Consumed messages always carry these; the stubs type them for produced ones too.
             record = Record(
                 cast(str, message.topic()),
@@ -168,6 +171,10 @@ class GroupMember:
     # -- commits --------------------------------------------------------------------------------
 
     def _commit_async(self, consumer: Consumer, command: Commit) -> None:
+        if command.epoch != self._epoch:
+            log.debug("commit taken before a rebalance not sent; offered again at the next interval")
+            self._handoff.commit_failed(list(command.offsets))
+            return
         try:
             consumer.commit(offsets=_kafka_offsets(command.offsets), asynchronous=True)
         except KafkaException as exc:
@@ -206,7 +213,10 @@ class GroupMember:
 
     def _close(self, consumer: Consumer, command: Close) -> None:
         try:
-            self._commit_sync(consumer, command.offsets, "final")
+            if command.epoch == self._epoch:
+                self._commit_sync(consumer, command.offsets, "final")
+            else:  # a revoke inside the last poll committed what it took; the rest was committed before
+                log.warning("final commit skipped: a rebalance happened while draining")
             # A static member (group.instance.id) does not leave the group here, so a pod that comes
             # back within the session timeout keeps its partitions without a rebalance.
             consumer.close()
@@ -219,6 +229,7 @@ class GroupMember:
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
         metrics.REBALANCE_EVENTS.labels("assign").inc()
+        self._epoch += 1
         log.info("assigned %s (member %s)", [str(tp) for tp in tps], consumer.memberid())
         self._assignment_changed = True
         self._handoff.assigned(tps)
@@ -227,6 +238,7 @@ class GroupMember:
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
         metrics.REBALANCE_EVENTS.labels("revoke").inc()
+        self._epoch += 1
         log.info("revoking %s", [str(tp) for tp in tps])
         offsets = self._handoff.revoked(tps)
         self._commit_sync(consumer, offsets, "revoke")
@@ -234,6 +246,7 @@ class GroupMember:
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
         metrics.REBALANCE_EVENTS.labels("lost").inc()
+        self._epoch += 1
         log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
         self._handoff.lost(tps)
 

@@ -51,6 +51,7 @@ class Pipeline:
         self._settled = asyncio.Event()  # set whenever acks arrive, for revoke and drain waits
         self._handoff: Handoff | None = None
         self.joined = False
+        self.epoch = 0  # rebalance callbacks processed; stamps commits (see handoff.Commit)
         self.member_stopped = asyncio.Event()
         self.member_error: BaseException | None = None
 
@@ -68,7 +69,7 @@ class Pipeline:
         sid = self._dispatcher.open_stream()
         self._sinks[sid] = sink
         metrics.APP_STREAMS.set(len(self._sinks))
-        sink.send_assignment(AssignmentEvent(self._dispatcher.assignment))
+        sink.send_assignment(AssignmentEvent(self._dispatcher.active_assignment))
         return sid
 
     def close_stream(self, sid: int) -> int:
@@ -140,6 +141,7 @@ class Pipeline:
         self._pump()
 
     def on_assigned(self, tps: list[TopicPartition]) -> None:
+        self.epoch += 1
         self.joined = True
         added = self._dispatcher.assign(tps)
         metrics.ASSIGNED_PARTITIONS.set(len(self._dispatcher.assignment))
@@ -147,18 +149,27 @@ class Pipeline:
             self._broadcast(AssignmentEvent(self._dispatcher.assignment, added=tuple(added)))
 
     async def on_revoked(self, tps: list[TopicPartition]) -> Offsets:
+        self.epoch += 1
         dispatcher = self._dispatcher
         dispatcher.begin_revoke(tps)
-        self._broadcast(AssignmentEvent(dispatcher.assignment - set(tps), revoked=tuple(tps)))
-        waited = await self._wait_settled(lambda: dispatcher.in_flight(tps) == 0, self._revoke_grace_s)
-        left = dispatcher.in_flight(tps)
-        offsets = dispatcher.finish_revoke(tps)
-        metrics.ASSIGNED_PARTITIONS.set(len(dispatcher.assignment))
-        self._pump()
-        log.info("revoke settled in %.3fs: %d in-flight records abandoned for the next owner", waited, left)
+        self._broadcast(AssignmentEvent(dispatcher.active_assignment, revoked=tuple(tps)))
+        waited = left = 0.0
+        try:
+            # While draining for shutdown the wait for acks already happened: do not wait twice.
+            grace = self._revoke_grace_s if dispatcher.delivering else 0.0
+            waited = await self._wait_settled(lambda: dispatcher.in_flight(tps) == 0, grace)
+            left = dispatcher.in_flight(tps)
+        finally:
+            # Even if the wait is cancelled (the member gave up on us), the partitions must go: a
+            # half-revoked partition would otherwise linger, uncommittable and undeliverable.
+            offsets = dispatcher.finish_revoke(tps)
+            metrics.ASSIGNED_PARTITIONS.set(len(dispatcher.assignment))
+            self._pump()
+        log.info("revoke settled in %.3fs: %d in-flight records left for the next owner", waited, left)
         return offsets
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
+        self.epoch += 1
         self._dispatcher.lose(tps)
         metrics.ASSIGNED_PARTITIONS.set(len(self._dispatcher.assignment))
         self._broadcast(AssignmentEvent(self._dispatcher.assignment, revoked=tuple(tps), lost=True))
@@ -179,7 +190,7 @@ class Pipeline:
             await asyncio.sleep(self._commit_interval_s)
             offsets = self._dispatcher.commit_offsets()
             if offsets:
-                self.handoff.commit(offsets)
+                self.handoff.commit(offsets, self.epoch)
 
     async def drain(self, timeout_s: float) -> Offsets:
         """Stop delivering, wait up to ``timeout_s`` for in-flight acks; the offsets to commit last."""

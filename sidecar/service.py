@@ -188,8 +188,12 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the app went away mid-read
+        except grpc.RpcError as exc:  # the app went away mid-read
             log.debug("app stream %d: read ended: %r", sid, exc)
+        except Exception:  # a bug of ours: say so, end this stream only (its records are redelivered)
+            log.exception("app stream %d: internal error while applying a request", sid)
+            sink.queue.put_nowait(_Abort(grpc.StatusCode.INTERNAL, "internal error in kafka-sidecar"))
+            return
         sink.queue.put_nowait(_END)
 
     def close_all(self, reason: str) -> None:

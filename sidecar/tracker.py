@@ -32,8 +32,13 @@ class OffsetTracker:
         self._pending.append(offset)
         self._next = offset + 1
 
-    def ack(self, offset: int) -> bool:
-        """Mark ``offset`` done. Returns False (and changes nothing) if it is not outstanding."""
+    def ack(self, offset: int, *, received: bool = False) -> bool:
+        """Mark ``offset`` done. Returns False (and changes nothing) if it is not outstanding.
+
+        ``received=True`` says the caller knows the offset was received and not yet acked (the
+        dispatcher does: it held the record in flight), which skips the O(n) membership check that
+        offsets with holes (transaction markers, compaction) would otherwise cost.
+        """
         pending = self._pending
         if not pending or offset < pending[0] or offset >= (self._next or 0) or offset in self._acked:
             return False
@@ -44,7 +49,7 @@ class OffsetTracker:
                 acked.discard(pending.popleft())
             return True
         # Not the first: it must be a received offset, not a hole left by compaction.
-        if not self._contains(offset):
+        if not received and not self._contains(offset):
             return False
         self._acked.add(offset)
         return True

@@ -337,3 +337,36 @@ def test_second_nack_counts_only_its_own_records() -> None:
     assert d.nack(sid, T0, [1]).accepted == 1
     assert d.in_flight_records == 0
     assert d.buffered_records == 2
+
+
+def test_no_periodic_or_final_commit_for_a_partition_being_revoked() -> None:
+    """Review finding: a commit taken during the grace could land after the revoke's sync commit."""
+    d = Dispatcher()
+    d.assign([T0, T1])
+    d.add_records(records(T0, 0, 3) + records(T1, 0, 3))
+    sid = d.open_stream()
+    d.grant(sid, 6)
+    d.next_deliveries()
+    d.begin_revoke([T0])
+    d.ack(sid, T0, [0])
+    d.ack(sid, T1, [0])
+    assert d.commit_offsets() == {T1: 1}
+    assert d.watermarks() == {T1: 1}
+    assert d.active_assignment == frozenset({T1})
+    assert d.finish_revoke([T0]) == {T0: 1}
+
+
+def test_partition_assigned_back_while_still_revoking_starts_afresh() -> None:
+    """Review finding: a half-revoked partition must not swallow the records of its next ownership."""
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 5))
+    d.begin_revoke([T0])  # the revoke was abandoned half-way
+    assert d.assign([T0]) == [T0]
+    assert d.add_records(records(T0, 2, 3)) == 0  # re-read from the committed offset
+    sid = d.open_stream()
+    d.grant(sid, 10)
+    [(_, batch)] = d.next_deliveries()
+    assert [r.offset for r in batch] == [2, 3, 4]
+    assert d.buffered_records == 0
+    assert d.in_flight_records == 3

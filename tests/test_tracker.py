@@ -97,3 +97,14 @@ def test_watermark_is_first_unacked_for_any_ack_order(offsets: list[int], data: 
         # Never commit past an unacked record.
         assert all(o >= expected for o in unacked)
     assert tracker.outstanding == len(offsets) - cut
+
+
+def test_acks_of_known_offsets_stay_fast_with_holes() -> None:
+    """Review finding: with holes (transaction markers), the membership check was O(n) per ack."""
+    offsets = [o for o in range(200_000) if o % 10]  # every tenth offset is a marker
+    tracker = tracker_with(offsets)
+    for offset in reversed(offsets[1:]):
+        assert tracker.ack(offset, received=True)
+    assert tracker.watermark == offsets[0]
+    assert tracker.ack(offsets[0], received=True)
+    assert tracker.watermark == offsets[-1] + 1
