@@ -24,6 +24,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.demo_app import read_seen
 from sidecar.embedded import (
     EmbeddedBroker,
     ProduceReport,
@@ -46,13 +47,6 @@ def _wait(what: str, done: Callable[[], bool], timeout: float = TIMEOUT_S) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.1)
-
-
-def _seen(path: Path) -> list[tuple[int, int, int]]:
-    if not path.exists():
-        return []
-    rows = (line.split() for line in path.read_text().splitlines())
-    return [(int(r[0]), int(r[1]), int(r[2])) for r in rows if len(r) == 3]
 
 
 def _metric(http: str, name: str, **labels: str) -> float:
@@ -144,10 +138,10 @@ def _scenario(
     started = time.monotonic()
     with _process([*app, "--out", str(first), "--delay-ms", "5"], env, workdir / "app-first.log") as proc:
         _say(f"app started (pid {proc.pid}); letting it process about 40% of the records...")
-        _wait("the app to receive 40% of the records", lambda: len(_seen(first)) >= total * 0.4)
+        _wait("the app to receive 40% of the records", lambda: len(read_seen(first)) >= total * 0.4)
         proc.kill()
         proc.wait(5)
-    _say(f"app SIGKILLed after {len(_seen(first))} records; the consumer group does not notice")
+    _say(f"app SIGKILLed after {len(read_seen(first))} records; the consumer group does not notice")
     with _process([*app, "--out", str(second)], env, workdir / "app-second.log") as proc:
         _say(f"app restarted (pid {proc.pid}); it gets the unacked records again, then the rest")
         expected = report.expected_commits
@@ -159,7 +153,7 @@ def _scenario(
 
         _wait("every offset to be committed", committed)
         elapsed = time.monotonic() - started
-    rows = _seen(first) + _seen(second)
+    rows = read_seen(first) + read_seen(second)
     counts = Counter((p, o) for p, o, _ in rows)
     unique = set(counts)
     lost = len(set(report.records) - unique)

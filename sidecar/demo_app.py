@@ -11,6 +11,15 @@ import argparse
 import signal
 import sys
 import time
+from pathlib import Path
+
+
+def read_seen(path: Path) -> list[tuple[int, int, int]]:
+    """The (partition, offset, attempt) lines an app run wrote so far (complete lines only)."""
+    if not path.exists():
+        return []
+    rows = (line.split() for line in path.read_text().splitlines())
+    return [(int(r[0]), int(r[1]), int(r[2])) for r in rows if len(r) == 3]
 
 
 def main(argv: list[str] | None = None) -> int:

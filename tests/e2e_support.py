@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.demo_app import read_seen
 from sidecar.embedded import committed_offsets
 
 DEMO_APP = str(Path(__file__).resolve().parent.parent / "sidecar" / "demo_app.py")
@@ -51,14 +52,7 @@ def rebalance_events(http_address: str) -> dict[str, int]:
 
 def seen(path: Path) -> list[tuple[int, int, int]]:
     """(partition, offset, attempt) lines the demo app wrote, complete lines only."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            out.append((int(parts[0]), int(parts[1]), int(parts[2])))
-    return out
+    return read_seen(path)
 
 
 def unique_seen(path: Path) -> set[tuple[int, int]]:
