@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -206,7 +206,7 @@ class Pipeline:
         )
         return dispatcher.watermarks()
 
-    async def _wait_settled(self, done: _Check, timeout_s: float) -> float:
+    async def _wait_settled(self, done: Callable[[], bool], timeout_s: float) -> float:
         started = time.monotonic()
         deadline = started + timeout_s
         while not done():
@@ -219,7 +219,3 @@ class Pipeline:
             except asyncio.TimeoutError:
                 break
         return time.monotonic() - started
-
-
-class _Check(Protocol):
-    def __call__(self) -> bool: ...

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sidecar import metrics
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.dispatcher import Rejection, RejectReason
@@ -181,8 +182,6 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
                 pipeline.pump()
         except BadRequest as exc:
             log.warning("app stream %d: malformed request, ending the stream: %s", sid, exc)
-            from sidecar import metrics
-
             metrics.STREAMS_REJECTED.inc()
             sink.queue.put_nowait(_Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
             return
