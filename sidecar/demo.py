@@ -19,10 +19,8 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.demo_app import read_seen
 from sidecar.embedded import (
@@ -32,31 +30,15 @@ from sidecar.embedded import (
     create_topic,
     free_port,
     produce,
+    wait_for,
 )
+from sidecar.metrics import scrape
 
 TIMEOUT_S = 120.0
 
 
 def _say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
-
-
-def _wait(what: str, done: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def _metric(http: str, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 @contextlib.contextmanager
@@ -115,7 +97,9 @@ def run_demo(records: int = 20_000, partitions: int = 6) -> int:
                 [sys.executable, "-m", "sidecar", "run"], sidecar_env, workdir / "sidecar.log"
             ) as sc:
                 _say(f"sidecar pid {sc.pid}: gRPC {grpc_address}, HTTP {http}; joining group {group}...")
-                _wait("the sidecar to join the group", lambda: sc.poll() is None and _healthy(http), 60)
+                wait_for(
+                    lambda: sc.poll() is None and _healthy(http), 60, 0.1, "the sidecar to join the group"
+                )
                 return _scenario(report, broker.bootstrap, group, topic, grpc_address, http, env, workdir)
     except (TimeoutError, RuntimeError) as exc:
         _say(f"FAILED: {exc}; logs in {workdir}")
@@ -138,7 +122,12 @@ def _scenario(
     started = time.monotonic()
     with _process([*app, "--out", str(first), "--delay-ms", "5"], env, workdir / "app-first.log") as proc:
         _say(f"app started (pid {proc.pid}); letting it process about 40% of the records...")
-        _wait("the app to receive 40% of the records", lambda: len(read_seen(first)) >= total * 0.4)
+        wait_for(
+            lambda: len(read_seen(first)) >= total * 0.4,
+            TIMEOUT_S,
+            0.1,
+            "the app to receive 40% of the records",
+        )
         proc.kill()
         proc.wait(5)
     _say(f"app SIGKILLed after {len(read_seen(first))} records; the consumer group does not notice")
@@ -151,21 +140,22 @@ def _scenario(
             got = committed_offsets(bootstrap, group, topic, n)
             return all(got.get(p) == o for p, o in expected.items())
 
-        _wait("every offset to be committed", committed)
+        wait_for(committed, TIMEOUT_S, 0.1, "every offset to be committed")
         elapsed = time.monotonic() - started
     rows = read_seen(first) + read_seen(second)
     counts = Counter((p, o) for p, o, _ in rows)
     unique = set(counts)
     lost = len(set(report.records) - unique)
+    metrics = scrape(http)
     rebalances = int(
-        _metric(http, "kafka_sidecar_rebalance_events_total", kind="assign")
-        + _metric(http, "kafka_sidecar_rebalance_events_total", kind="revoke")
+        metrics.get("kafka_sidecar_rebalance_events_total{kind=assign}", 0)
+        + metrics.get("kafka_sidecar_rebalance_events_total{kind=revoke}", 0)
     )
     summary = {
         "produced": total,
         "delivered": len(rows),
         "redelivered": sum(1 for *_, attempt in rows if attempt > 1),
-        "acked": int(_metric(http, "kafka_sidecar_records_acked_total")),
+        "acked": int(metrics.get("kafka_sidecar_records_acked_total", 0)),
         "committed": sum(
             committed_offsets(bootstrap, group, topic, max(report.expected_commits) + 1).values()
         ),

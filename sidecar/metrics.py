@@ -6,7 +6,10 @@ the hot path. Labels are kept small: no per-partition series here.
 
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 RECORDS_RECEIVED = Counter("kafka_sidecar_records_received", "Records fetched from Kafka")
 RECORDS_DELIVERED = Counter(
@@ -29,3 +32,15 @@ APP_STREAMS = Gauge("kafka_sidecar_app_streams", "Connected app streams")
 BUFFERED_RECORDS = Gauge("kafka_sidecar_buffered_records", "Records fetched and not yet delivered")
 IN_FLIGHT_RECORDS = Gauge("kafka_sidecar_in_flight_records", "Records delivered and not yet acked")
 PAUSED = Gauge("kafka_sidecar_fetch_paused", "1 while fetching is paused for backpressure")
+
+
+def scrape(http_address: str, timeout: float = 5.0) -> dict[str, float]:
+    """Read a running sidecar's /metrics as {"name{label=value,...}": value} (demo and tests)."""
+    with urllib.request.urlopen(f"http://{http_address}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out

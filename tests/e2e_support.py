@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from prometheus_client.parser import text_string_to_metric_families
+from kafka_helpers import AppFactory, SidecarFactory, SidecarProcess
 
 from sidecar.demo_app import read_seen
 from sidecar.embedded import committed_offsets
+from sidecar.metrics import scrape as metrics
 
 DEMO_APP = str(Path(__file__).resolve().parent.parent / "sidecar" / "demo_app.py")
 T = TypeVar("T")
@@ -28,18 +28,6 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def metrics(http_address: str) -> dict[str, float]:
-    """Samples of the sidecar's /metrics as {"name{label=value,...}": value}."""
-    with urllib.request.urlopen(f"http://{http_address}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return out
 
 
 def rebalance_events(http_address: str) -> dict[str, int]:
@@ -78,3 +66,39 @@ def wait_committed(
     except AssertionError:
         got = committed_offsets(bootstrap, group, topic, max(expected) + 1)
         raise AssertionError(f"committed offsets {got} != expected {expected}") from None
+
+
+class Pair(NamedTuple):
+    """Two sidecars in one group, each with a demo app logging what it saw."""
+
+    a: SidecarProcess
+    b: SidecarProcess
+    out_a: Path
+    out_b: Path
+
+
+def start_pair(
+    sidecar_factory: SidecarFactory,
+    app_factory: AppFactory,
+    tmp_path: Path,
+    *,
+    topic: str,
+    group_id: str,
+    bootstrap: str | None = None,
+    instance_ids: tuple[str, str] | None = None,
+    partitions: int = 6,
+) -> Pair:
+    """Start sidecar a (joined), then b, an app beside each, and wait until they split the partitions."""
+    envs = [{"KAFKA_GROUP_INSTANCE_ID": i} for i in instance_ids] if instance_ids else [{}, {}]
+    a = sidecar_factory(topics=topic, group_id=group_id, bootstrap=bootstrap, env=envs[0])
+    b = sidecar_factory(topics=topic, group_id=group_id, bootstrap=bootstrap, env=envs[1], wait_serving=False)
+    out_a, out_b = tmp_path / "a.txt", tmp_path / "b.txt"
+    app_factory(DEMO_APP, "--address", a.grpc_address, "--out", str(out_a), name="app-a")
+    app_factory(DEMO_APP, "--address", b.grpc_address, "--out", str(out_b), name="app-b")
+    half = partitions // 2
+
+    def split() -> bool:
+        return all(metrics(s.http_address).get("kafka_consumer_assigned_partitions") == half for s in (a, b))
+
+    wait_for(f"partitions split {half}/{half}", split, timeout=60, interval=0.5)
+    return Pair(a, b, out_a, out_b)

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import metrics, wait_committed, wait_for
+from e2e_support import wait_committed, wait_for
 from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from kafka_sidecar_client import AssignmentChange, AsyncConsumer
 from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

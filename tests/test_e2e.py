@@ -12,9 +12,9 @@ import pytest
 from e2e_support import (
     DEMO_APP,
     duplicates,
-    metrics,
     rebalance_events,
     seen,
+    start_pair,
     unique_seen,
     wait_committed,
     wait_for,
@@ -22,6 +22,7 @@ from e2e_support import (
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
 from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 
@@ -147,16 +148,7 @@ def test_two_sidecars_split_partitions_and_cooperative_leave_moves_only_its_part
 ) -> None:
     topic = new_topic(6)
     first = produce(broker.bootstrap, topic, 3_000)
-    a = sidecar_factory(topics=topic, group_id=group_id)
-    b = sidecar_factory(topics=topic, group_id=group_id, wait_serving=False)
-    out_a, out_b = tmp_path / "a.txt", tmp_path / "b.txt"
-    app_factory(DEMO_APP, "--address", a.grpc_address, "--out", str(out_a), name="app-a")
-    app_factory(DEMO_APP, "--address", b.grpc_address, "--out", str(out_b), name="app-b")
-
-    def split() -> bool:
-        return all(metrics(s.http_address).get("kafka_consumer_assigned_partitions") == 3 for s in (a, b))
-
-    wait_for("partitions split 3/3", split, timeout=60, interval=0.5)
+    a, b, out_a, out_b = start_pair(sidecar_factory, app_factory, tmp_path, topic=topic, group_id=group_id)
     a_before = rebalance_events(a.http_address)
     assert b.terminate(timeout=40) == 0
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e_support import DEMO_APP, metrics, rebalance_events, unique_seen, wait_committed, wait_for
+from e2e_support import rebalance_events, start_pair, unique_seen, wait_committed, wait_for
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from sidecar.embedded import EmbeddedBroker, committed_offsets, produce
+from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 
@@ -103,24 +104,16 @@ def test_static_member_restart_keeps_its_partitions_and_the_other_member_sees_no
     half = partitions // 2
     first = produce(bootstrap, topic, 2_000)
     suffix = uuid.uuid4().hex[:6]
-    a = sidecar_factory(
-        topics=topic, group_id=group_id, bootstrap=bootstrap, env={"KAFKA_GROUP_INSTANCE_ID": f"a-{suffix}"}
-    )
-    b = sidecar_factory(
-        topics=topic,
+    a, b, out_a, out_b = start_pair(
+        sidecar_factory,
+        app_factory,
+        tmp_path,
+        topic=topic,
         group_id=group_id,
         bootstrap=bootstrap,
-        env={"KAFKA_GROUP_INSTANCE_ID": f"b-{suffix}"},
-        wait_serving=False,
+        instance_ids=(f"a-{suffix}", f"b-{suffix}"),
+        partitions=partitions,
     )
-    out_a, out_b = tmp_path / "a.txt", tmp_path / "b.txt"
-    app_factory(DEMO_APP, "--address", a.grpc_address, "--out", str(out_a), name="app-a")
-    app_factory(DEMO_APP, "--address", b.grpc_address, "--out", str(out_b), name="app-b")
-
-    def split() -> bool:
-        return all(metrics(s.http_address).get("kafka_consumer_assigned_partitions") == half for s in (a, b))
-
-    wait_for(f"partitions split {half}/{half}", split, timeout=60, interval=0.5)
     b_before = rebalance_events(b.http_address)
 
     # A pod replaced within the session timeout: SIGTERM (a static member does not leave) and start again.
