@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="file to append 'partition offset attempt' lines to")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="sleep per batch (a slow handler)")
     parser.add_argument("--max-in-flight", type=int, default=500)
+    parser.add_argument(
+        "--hang-after",
+        type=int,
+        default=0,
+        help="after writing this many records, stop acking and hang (a stuck handler; 0 = never)",
+    )
     args = parser.parse_args(argv)
     try:
         from kafka_sidecar_client import Consumer
@@ -40,9 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         open(args.out, "a", buffering=1 << 16) as out,
         Consumer(args.address, max_in_flight=args.max_in_flight) as consumer,
     ):
+        written = 0
         for batch in consumer.batches():
             out.write("".join(f"{r.partition} {r.offset} {r.delivery_attempt}\n" for r in batch))
             out.flush()
+            written += len(batch)
+            if args.hang_after and written >= args.hang_after:
+                while True:  # seen but never acked: the records a crash must bring back
+                    time.sleep(1)
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1000)
             consumer.ack(batch)
