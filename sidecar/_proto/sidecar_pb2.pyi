@@ -13,19 +13,54 @@ class TimestampType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIMESTAMP_TYPE_UNSPECIFIED: _ClassVar[TimestampType]
     TIMESTAMP_TYPE_CREATE_TIME: _ClassVar[TimestampType]
     TIMESTAMP_TYPE_LOG_APPEND_TIME: _ClassVar[TimestampType]
+
+class RequestKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REQUEST_KIND_UNSPECIFIED: _ClassVar[RequestKind]
+    REQUEST_KIND_ACK: _ClassVar[RequestKind]
+    REQUEST_KIND_NACK: _ClassVar[RequestKind]
+    REQUEST_KIND_EXTEND: _ClassVar[RequestKind]
+    REQUEST_KIND_REJECT: _ClassVar[RequestKind]
 TIMESTAMP_TYPE_UNSPECIFIED: TimestampType
 TIMESTAMP_TYPE_CREATE_TIME: TimestampType
 TIMESTAMP_TYPE_LOG_APPEND_TIME: TimestampType
+REQUEST_KIND_UNSPECIFIED: RequestKind
+REQUEST_KIND_ACK: RequestKind
+REQUEST_KIND_NACK: RequestKind
+REQUEST_KIND_EXTEND: RequestKind
+REQUEST_KIND_REJECT: RequestKind
 
 class ConsumeRequest(_message.Message):
-    __slots__ = ("credit", "acks", "nacks")
+    __slots__ = ("credit", "acks", "nacks", "extends", "delayed_nacks", "rejects")
     CREDIT_FIELD_NUMBER: _ClassVar[int]
     ACKS_FIELD_NUMBER: _ClassVar[int]
     NACKS_FIELD_NUMBER: _ClassVar[int]
+    EXTENDS_FIELD_NUMBER: _ClassVar[int]
+    DELAYED_NACKS_FIELD_NUMBER: _ClassVar[int]
+    REJECTS_FIELD_NUMBER: _ClassVar[int]
     credit: int
     acks: _containers.RepeatedCompositeFieldContainer[PartitionOffsets]
     nacks: _containers.RepeatedCompositeFieldContainer[PartitionOffsets]
-    def __init__(self, credit: _Optional[int] = ..., acks: _Optional[_Iterable[_Union[PartitionOffsets, _Mapping]]] = ..., nacks: _Optional[_Iterable[_Union[PartitionOffsets, _Mapping]]] = ...) -> None: ...
+    extends: _containers.RepeatedCompositeFieldContainer[PartitionOffsets]
+    delayed_nacks: _containers.RepeatedCompositeFieldContainer[DelayedNack]
+    rejects: _containers.RepeatedCompositeFieldContainer[Reject]
+    def __init__(self, credit: _Optional[int] = ..., acks: _Optional[_Iterable[_Union[PartitionOffsets, _Mapping]]] = ..., nacks: _Optional[_Iterable[_Union[PartitionOffsets, _Mapping]]] = ..., extends: _Optional[_Iterable[_Union[PartitionOffsets, _Mapping]]] = ..., delayed_nacks: _Optional[_Iterable[_Union[DelayedNack, _Mapping]]] = ..., rejects: _Optional[_Iterable[_Union[Reject, _Mapping]]] = ...) -> None: ...
+
+class DelayedNack(_message.Message):
+    __slots__ = ("offsets", "delay_ms")
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    offsets: PartitionOffsets
+    delay_ms: int
+    def __init__(self, offsets: _Optional[_Union[PartitionOffsets, _Mapping]] = ..., delay_ms: _Optional[int] = ...) -> None: ...
+
+class Reject(_message.Message):
+    __slots__ = ("offsets", "reason")
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    offsets: PartitionOffsets
+    reason: str
+    def __init__(self, offsets: _Optional[_Union[PartitionOffsets, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PartitionOffsets(_message.Message):
     __slots__ = ("topic", "partition", "offsets", "ranges")
@@ -58,10 +93,12 @@ class ConsumeResponse(_message.Message):
     def __init__(self, records: _Optional[_Union[RecordBatch, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentChange, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "ack_timeout_ms")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ACK_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[Record]
-    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
+    ack_timeout_ms: int
+    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., ack_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "timestamp_type", "delivery_attempt")
@@ -114,13 +151,15 @@ class AssignmentChange(_message.Message):
     def __init__(self, assigned: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., added: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., lost: _Optional[bool] = ...) -> None: ...
 
 class Rejection(_message.Message):
-    __slots__ = ("code", "reason", "offsets", "nack")
+    __slots__ = ("code", "reason", "offsets", "nack", "kind")
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     OFFSETS_FIELD_NUMBER: _ClassVar[int]
     NACK_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     code: int
     reason: str
     offsets: PartitionOffsets
     nack: bool
-    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., offsets: _Optional[_Union[PartitionOffsets, _Mapping]] = ..., nack: _Optional[bool] = ...) -> None: ...
+    kind: RequestKind
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., offsets: _Optional[_Union[PartitionOffsets, _Mapping]] = ..., nack: _Optional[bool] = ..., kind: _Optional[_Union[RequestKind, str]] = ...) -> None: ...
