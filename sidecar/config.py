@@ -170,6 +170,60 @@ _SETTINGS = (
         "20000",
         "On shutdown, how long to wait for acks before the final commit.",
     ),
+    _Setting(
+        "SIDECAR_ORDERING",
+        "ordering",
+        "partition",
+        "partition (one stream per partition at a time), key (one record per key in flight) or unordered.",
+    ),
+    _Setting(
+        "SIDECAR_ACK_TIMEOUT_MS",
+        "ack_timeout_ms",
+        "60000",
+        "Lease of a delivered record: unacked and not extended for this long, it is redelivered (0 = never).",
+    ),
+    _Setting(
+        "SIDECAR_RETRY_BACKOFF_MS",
+        "retry_backoff_ms",
+        "1000",
+        "Delay before a nacked record is redelivered; doubles with each attempt (0 = at once).",
+    ),
+    _Setting(
+        "SIDECAR_RETRY_BACKOFF_MAX_MS",
+        "retry_backoff_max_ms",
+        "60000",
+        "Cap of the growing retry backoff; >= SIDECAR_RETRY_BACKOFF_MS.",
+    ),
+    _Setting(
+        "SIDECAR_MAX_DELIVERY_ATTEMPTS",
+        "max_delivery_attempts",
+        "5",
+        "Deliveries of a record before it is dead-lettered (0 = unlimited).",
+    ),
+    _Setting(
+        "SIDECAR_DLQ_TOPIC",
+        "dlq_topic",
+        "",
+        "Dead-letter topic for rejected and exhausted records (unset = none: see SIDECAR_ON_EXHAUSTED).",
+    ),
+    _Setting(
+        "SIDECAR_ON_EXHAUSTED",
+        "on_exhausted",
+        "block",
+        "Without a dead-letter topic: block (park the record, hold its commit) or skip (ack it, warn).",
+    ),
+    _Setting(
+        "SIDECAR_GAP_METADATA_MAX_BYTES",
+        "gap_metadata_max_bytes",
+        "4000",
+        "Commit-metadata room for acked offsets above the commit (0 = off); when full, fetching pauses.",
+    ),
+    _Setting(
+        "SIDECAR_READINESS",
+        "readiness",
+        "app",
+        "When /readyz says ready: app (joined and an app stream connected) or joined (joined only).",
+    ),
     _Setting("SIDECAR_LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR (any case)."),
     _Setting("SIDECAR_LOG_FORMAT", "log_format", "text", "text or json."),
 )
@@ -184,6 +238,8 @@ _KAFKA_DEFAULTS = {
     "session.timeout.ms": "10000",
     "heartbeat.interval.ms": "3000",
     "auto.offset.reset": "earliest",
+    # librdkafka statistics feed kafka_consumer_lag (0 turns them, and the lag metric, off).
+    "statistics.interval.ms": "5000",
 }
 # Rejected by librdkafka with group.protocol=consumer (KIP-848): the broker owns them.
 _CLASSIC_ONLY = {
@@ -337,6 +393,32 @@ def _parse_log_format(text: str) -> str:
     return text.lower()
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    expected = ", ".join(choices[:-1]) + " or " + choices[-1]
+
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise _Invalid(expected)
+        return text.lower()
+
+    return parse
+
+
+def _optional_topic(text: str) -> str | None:
+    if not text:
+        return None
+    _check_kafka_name(text, "a topic name")
+    return text
+
+
+def _attempts(text: str) -> int:
+    return _whole(text, "a whole number of deliveries >= 0 (0 = unlimited)", 0)
+
+
+def _metadata_bytes(text: str) -> int:
+    return _whole(text, "a whole number of bytes from 0 (off) to 1000000", 0, 1_000_000)
+
+
 def _ms(low: int) -> Callable[[str], int]:
     expected = f"a whole number of milliseconds {'> 0' if low else '>= 0'}"
     return lambda text: _whole(text, expected, low)
@@ -378,6 +460,8 @@ class _Env:
         else:
             self.sources[field] = spec.variable
         try:
+            if not raw.strip() and spec.default == "":  # optional: empty means unset
+                return parse("")
             if not raw.strip():
                 default = f"a value (unset {spec.variable} for the default)"
                 raise _Invalid(_MISSING.get(spec.variable, default))
@@ -553,7 +637,16 @@ class Config:
     commit_interval_ms: int
     revoke_grace_ms: int
     drain_timeout_ms: int
+    ordering: str  # "partition" | "key" | "unordered"
+    ack_timeout_ms: int  # 0 = no lease
+    retry_backoff_ms: int
+    retry_backoff_max_ms: int
+    max_delivery_attempts: int  # 0 = unlimited
+    dlq_topic: str | None
+    on_exhausted: str  # "block" | "skip"
+    gap_metadata_max_bytes: int  # 0 = off
     log_level: str  # "DEBUG" | "INFO" | "WARNING" | "ERROR"
+    readiness: str  # "app" | "joined": what /readyz requires
     log_format: str  # "text" | "json"
     kafka: Mapping[str, str]  # effective librdkafka properties (defaults applied), dotted names
     sources: Mapping[str, str]  # field or property -> the variable it came from, or "default"
@@ -574,7 +667,19 @@ class Config:
         commit_interval_ms = env.setting("commit_interval_ms", _ms(1))
         revoke_grace_ms = env.setting("revoke_grace_ms", _ms(0))
         drain_timeout_ms = env.setting("drain_timeout_ms", _ms(0))
+        ordering = env.setting("ordering", _choice("partition", "key", "unordered"))
+        ack_timeout_ms = env.setting("ack_timeout_ms", _ms(0))
+        retry_backoff_ms = env.setting("retry_backoff_ms", _ms(0))
+        retry_backoff_max_ms = env.setting("retry_backoff_max_ms", _ms(0))
+        if retry_backoff_max_ms < retry_backoff_ms:
+            expected = f"milliseconds >= SIDECAR_RETRY_BACKOFF_MS ({retry_backoff_ms})"
+            raise ConfigError("SIDECAR_RETRY_BACKOFF_MAX_MS", expected, str(retry_backoff_max_ms))
+        max_delivery_attempts = env.setting("max_delivery_attempts", _attempts)
+        dlq_topic = env.setting("dlq_topic", _optional_topic)
+        on_exhausted = env.setting("on_exhausted", _choice("block", "skip"))
+        gap_metadata_max_bytes = env.setting("gap_metadata_max_bytes", _metadata_bytes)
         log_level = env.setting("log_level", _parse_log_level)
+        readiness = env.setting("readiness", _choice("app", "joined"))
         log_format = env.setting("log_format", _parse_log_format)
         _apply_kafka_rules(kafka, environ)
         _check_revoke_grace(revoke_grace_ms, kafka)
@@ -589,7 +694,16 @@ class Config:
             commit_interval_ms=commit_interval_ms,
             revoke_grace_ms=revoke_grace_ms,
             drain_timeout_ms=drain_timeout_ms,
+            ordering=ordering,
+            ack_timeout_ms=ack_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            max_delivery_attempts=max_delivery_attempts,
+            dlq_topic=dlq_topic,
+            on_exhausted=on_exhausted,
+            gap_metadata_max_bytes=gap_metadata_max_bytes,
             log_level=log_level,
+            readiness=readiness,
             log_format=log_format,
             kafka=MappingProxyType(dict(sorted(kafka.properties.items()))),
             sources=MappingProxyType(env.sources | kafka.sources),
@@ -622,6 +736,8 @@ class Config:
         value: object = getattr(self, field)
         if field == "topics":
             return ",".join(self.topics)
+        if field == "dlq_topic":
+            return self.dlq_topic or "(none)"
         if field == "http_address":
             if self.http_address is None:
                 return "off"

@@ -19,9 +19,11 @@ import time
 import uvloop
 
 from sidecar.config import Config
+from sidecar.deadletter import DeadLetterProducer
+from sidecar.delivery import Ordering, Policy
 from sidecar.dispatcher import Dispatcher
 from sidecar.handoff import Handoff
-from sidecar.http import HttpServer, poll_liveness
+from sidecar.http import HttpServer, Probe, member_ready, poll_liveness, readiness
 from sidecar.member import GroupMember
 from sidecar.pipeline import Pipeline
 from sidecar.service import Server
@@ -31,34 +33,45 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 30.0
 
 
+def policy(config: Config) -> Policy:
+    """The dispatcher's delivery policy from the SIDECAR_* settings."""
+    return Policy(
+        ordering=Ordering(config.ordering),
+        ack_timeout_s=config.ack_timeout_ms / 1000,
+        retry_backoff_s=config.retry_backoff_ms / 1000,
+        retry_backoff_max_s=config.retry_backoff_max_ms / 1000,
+        max_attempts=config.max_delivery_attempts,
+        dead_letter=config.dlq_topic is not None,
+        skip_exhausted=config.on_exhausted == "skip",
+        gap_metadata_max_bytes=config.gap_metadata_max_bytes,
+    )
+
+
 async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
+    dead_letters = DeadLetterProducer(config.dlq_topic, config.kafka) if config.dlq_topic else None
     pipeline = Pipeline(
-        Dispatcher(config.max_batch_records, config.max_batch_bytes),
+        Dispatcher(config.max_batch_records, config.max_batch_bytes, policy(config)),
         commit_interval_s=config.commit_interval_ms / 1000,
         revoke_grace_s=config.revoke_grace_ms / 1000,
+        dead_letters=dead_letters,
     )
     handoff = Handoff(loop, pipeline, revoke_timeout_s=config.revoke_grace_ms / 1000 + 5)
     pipeline.attach(handoff)
     member = GroupMember(config, handoff)
 
-    server = Server(pipeline, config.grpc_address)
+    server = Server(pipeline, config.grpc_address, config.ack_timeout_ms)
     await server.start()
     draining = False
+    # A revoke holds the poll thread for up to the revoke grace: only longer than that is "stuck".
+    healthy = poll_liveness(
+        lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15
+    )
+    as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy)
     http = None
     if config.http_address is not None:
-        http = HttpServer(
-            *config.http_address,
-            healthy=poll_liveness(
-                lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15
-            ),
-            ready=lambda: (
-                pipeline.joined and not draining,
-                "ready"
-                if pipeline.joined and not draining
-                else ("draining" if draining else "not joined yet"),
-            ),
-        )
+        ready = readiness(as_member, lambda: pipeline.app_streams, require_app=config.readiness == "app")
+        http = HttpServer(*config.http_address, healthy=healthy, ready=ready)
         await http.start()
     log.info(
         "kafka-sidecar serving gRPC on %s%s; topics %s; %s member",
@@ -74,23 +87,28 @@ async def serve(config: Config) -> int:
 
     member.start()
     commits = asyncio.create_task(pipeline.run_commits())
+    timers = asyncio.create_task(pipeline.run_timers())
     joined = asyncio.create_task(asyncio.to_thread(member.joined.wait))
     member_done = asyncio.create_task(pipeline.member_stopped.wait())
     stopping = asyncio.create_task(stop.wait())
+    in_step: asyncio.Task[None] | None = None
     await asyncio.wait({joined, member_done, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if joined.done() and not member_done.done() and not stopping.done():
-        await server.set_serving(True)
+        in_step = asyncio.create_task(_health_in_step(server, as_member))
         log.info("joined the consumer group: serving")
     await asyncio.wait({member_done, stopping}, return_when=asyncio.FIRST_COMPLETED)
 
     # -- shutdown ------------------------------------------------------------------------------
     started = time.monotonic()
     draining = True
+    if in_step is not None:
+        in_step.cancel()
     await server.set_serving(False)
     commits.cancel()
     if not member_done.done():
         log.info("shutting down: draining in-flight records (up to %d ms)", config.drain_timeout_ms)
         offsets = await pipeline.drain(config.drain_timeout_ms / 1000)
+        timers.cancel()
         try:
             await handoff.close(offsets, pipeline.epoch, CLOSE_TIMEOUT_S + config.revoke_grace_ms / 1000)
         except asyncio.TimeoutError:
@@ -99,11 +117,13 @@ async def serve(config: Config) -> int:
     await server.stop(grace_s=1.0)
     if http is not None:
         await http.stop()
-    for task in (joined, member_done, stopping):
+    for task in (joined, member_done, stopping, timers):
         task.cancel()
     member.joined.set()  # release the to_thread waiter, if any
     with contextlib.suppress(asyncio.CancelledError):
         await commits
+    with contextlib.suppress(asyncio.CancelledError):
+        await timers
     failed = pipeline.member_error is not None
     log.info(
         "kafka-sidecar stopped in %.2fs%s",
@@ -111,6 +131,19 @@ async def serve(config: Config) -> int:
         " after a member failure" if failed else "",
     )
     return 1 if failed else 0
+
+
+async def _health_in_step(server: Server, probe: Probe, interval_s: float = 0.5) -> None:
+    """grpc.health.v1 follows the member's readiness: NOT_SERVING while the poll thread is stuck."""
+    serving: bool | None = None
+    while True:
+        ok, why = probe()
+        if ok != serving:
+            await server.set_serving(ok)
+            if serving is not None:
+                log.warning("gRPC health now %s: %s", "SERVING" if ok else "NOT_SERVING", why)
+            serving = ok
+        await asyncio.sleep(interval_s)
 
 
 def run(config: Config) -> int:

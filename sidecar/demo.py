@@ -92,6 +92,8 @@ def run_demo(records: int = 20_000, partitions: int = 6) -> int:
                 # Tansu makes every join wait half the session timeout: keep it short for the demo.
                 "KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+                # The demo starts its app once the sidecar is ready as a member, not after an app.
+                "SIDECAR_READINESS": "joined",
             }
             with _process(
                 [sys.executable, "-m", "sidecar", "run"], sidecar_env, workdir / "sidecar.log"

@@ -8,6 +8,7 @@ Usage: ``python -m sidecar.demo_app --address 127.0.0.1:50051 --out seen.txt [--
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -34,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="after writing this many records, stop acking and hang (a stuck handler; 0 = never)",
     )
+    parser.add_argument(
+        "--exit-on-key",
+        default=None,
+        help="a poison key: ack the rest of the batch, then exit(3) without acking it (a crashing handler)",
+    )
     args = parser.parse_args(argv)
+    poison = args.exit_on_key.encode() if args.exit_on_key is not None else None
     try:
         from kafka_sidecar_client import Consumer
     except ImportError:
@@ -48,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         written = 0
         for batch in consumer.batches():
+            bad = [r for r in batch if poison is not None and r.key == poison]
+            if bad:
+                batch = [r for r in batch if r.key != poison]
             out.write("".join(f"{r.partition} {r.offset} {r.delivery_attempt}\n" for r in batch))
             out.flush()
             written += len(batch)
@@ -57,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1000)
             consumer.ack(batch)
+            if bad:
+                consumer.flush(timeout=5)
+                os._exit(3)  # crash: no clean shutdown, the poison record stays unacked
     return 0
 
 

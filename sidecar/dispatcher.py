@@ -1,18 +1,29 @@
-"""Which record goes to which app stream: credit, partition ownership, redelivery.
+"""Which record goes to which app stream: credit, ordering, leases, retries, dead letters.
 
-Pure logic, no I/O, no threads: the pipeline calls it on the event loop and turns what it returns
-into gRPC messages and commits. Rules:
+Pure logic, no I/O, no threads: the pipeline calls it on the event loop (with the time, for leases and
+retry delays) and turns what it returns into gRPC messages, dead-letter writes and commits. Rules:
 
 * A stream gets records only against credit the app granted, in batches bounded in records and bytes.
-* Order per partition: a partition is served by one stream at a time (its *owner*) while any of its
-  records is in flight there; once all are acked it is free to go to whichever stream has credit.
-* A record stays held until acked. When its stream ends, or it is nacked, it goes back to the front of
-  its partition (in offset order) with ``attempt + 1`` and is delivered again.
+* Ordering works through *lanes*: records of one lane are delivered in offset order, and an exclusive
+  lane is served by one stream at a time (its owner) while any of its records is in flight there.
+  ``partition`` ordering has one exclusive lane per partition; ``key`` one per key holding at most one
+  record in flight (keyless records share an exclusive lane per partition); ``unordered`` one shared
+  lane per partition that any stream may take from.
+* A record stays held until acked. When its stream ends, its lease expires, or it is nacked, it goes
+  back to the front of its lane (``attempt + 1``), after the retry delay for nacks. A delayed record
+  holds back the rest of an ordered lane (ordering wins); in ``unordered`` it waits aside.
+* After ``max_attempts`` deliveries, or when the app rejects it, a record is *exhausted*: it goes to
+  the dead-letter outbox (acked once the pipeline reports it written), or without a dead-letter topic
+  it is skipped (acked) or parked, which blocks its lane and holds its partition's commit.
 * Acks are accepted only for records in flight on the acking stream; anything else is rejected with a
-  reason and never reaches the offset tracker, so it can never be committed.
+  reason and never reaches the offset tracker, so it can never be committed. An ack from a stream
+  whose lease on the record expired is *stale*: rejected, not counted.
 * Revoke happens in two steps: ``begin_revoke`` stops deliveries of the partitions (their undelivered
   records are dropped; the next owner fetches them again since they were never committed), and
   ``finish_revoke`` returns the offsets to commit and forgets the partitions.
+* Acked offsets above a partition's commit go into the commit metadata (``sidecar.gaps``) and are
+  skipped when the partition is assigned again; a partition whose gaps outgrow the metadata is
+  reported as held, so the member stops fetching it until they close.
 
 ``released_records`` / ``released_bytes`` count records the dispatcher let go of (acked or dropped);
 with what the member handed over they give the backlog that drives pause/resume.
@@ -21,77 +32,150 @@ with what the member handed over they give the backlog that drives pause/resume.
 from __future__ import annotations
 
 import enum
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import heapq
+import itertools
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import cast
 
+from sidecar import gaps
+from sidecar.delivery import DeadLetter, Ordering, Outcome, Policy, Rejection, RejectReason
 from sidecar.records import Record, TopicPartition
 from sidecar.tracker import OffsetTracker
 
-
-class RejectReason(enum.Enum):
-    NOT_IN_FLIGHT = "not in flight on this stream"
-    NOT_ASSIGNED = "partition not assigned to this sidecar"
+_UNLIMITED = 1 << 62
+_STALE_MEMORY = 10_000  # expired deliveries a stream remembers, to tell stale acks from unknown ones
 
 
-@dataclass
-class Rejection:
-    """Part of an ack or nack that was not accepted, and why."""
+class _Lane:
+    __slots__ = (
+        "blocked",
+        "capacity",
+        "exclusive",
+        "in_flight",
+        "key",
+        "not_before",
+        "owner",
+        "part",
+        "queue",
+    )
 
-    reason: RejectReason
-    tp: TopicPartition
-    offsets: list[int] = field(default_factory=list)
-    ranges: list[tuple[int, int]] = field(default_factory=list)
-
-    def describe(self) -> str:
-        parts = [str(o) for o in self.offsets] + [f"{a}-{b}" for a, b in self.ranges]
-        return f"{self.tp} offsets {','.join(parts)}: {self.reason.value}"
-
-
-@dataclass
-class Outcome:
-    """What one ack/nack did: records accepted, and the rejected remainder (if any)."""
-
-    accepted: int = 0
-    rejection: Rejection | None = None
+    def __init__(self, part: _Partition, key: bytes | None, *, exclusive: bool, capacity: int) -> None:
+        self.part = part
+        self.key = key
+        self.queue: deque[Record] = deque()  # undelivered, offset order
+        self.exclusive = exclusive
+        self.capacity = capacity
+        self.owner = 0  # the stream serving an exclusive lane while records are in flight; 0: none
+        self.in_flight = 0
+        self.not_before = 0.0  # a delayed retry at the head holds the lane until then
+        self.blocked = False  # a parked record holds the lane for good
 
 
 class _Partition:
-    __slots__ = ("in_flight", "owner", "pending", "revoking", "tp", "tracker")
+    __slots__ = (
+        "dead_lettering",
+        "in_flight",
+        "lanes",
+        "overflow",
+        "parked",
+        "revoking",
+        "skips",
+        "tp",
+        "tracker",
+    )
 
-    def __init__(self, tp: TopicPartition) -> None:
+    def __init__(self, tp: TopicPartition, skips: Iterable[tuple[int, int]]) -> None:
         self.tp = tp
         self.tracker = OffsetTracker()
-        self.pending: deque[Record] = deque()  # undelivered, offset order
-        self.in_flight: dict[int, Record] = {}  # offset -> record, all on self.owner
-        self.owner: int | None = None
+        self.lanes: dict[bytes | None, _Lane] = {}
+        self.in_flight: dict[int, Record] = {}  # offset -> record, on whichever stream
+        self.skips: deque[tuple[int, int]] = deque(skips)  # acked before (commit metadata)
+        self.dead_lettering = 0  # exhausted records being written to the dead-letter topic
+        self.parked: list[Record] = []
+        self.overflow = False  # acked-above-commit offsets no longer fit the commit metadata
         self.revoking = False
 
 
 class _Stream:
-    __slots__ = ("credit", "id", "in_flight", "partitions")
+    __slots__ = ("credit", "expired", "id", "in_flight", "parts")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
         self.credit = 0
         self.in_flight = 0
-        self.partitions: set[TopicPartition] = set()  # partitions this stream owns
+        self.parts: dict[_Partition, int] = {}  # partitions with records in flight here -> how many
+        self.expired: OrderedDict[tuple[TopicPartition, int], None] = OrderedDict()
+
+
+class _Timer(enum.IntEnum):
+    LEASE = 0  # payload: (delivery id, records)
+    WAKE = 1  # payload: a lane whose delayed head is due
+    RETRY = 2  # payload: a record waiting aside (unordered) to go back into its lane
 
 
 class Dispatcher:
-    def __init__(self, max_batch_records: int = 500, max_batch_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        max_batch_records: int = 500,
+        max_batch_bytes: int = 1 << 20,
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_batch_records = max_batch_records
         self.max_batch_bytes = max_batch_bytes
+        self.policy = policy or Policy()
+        self._clock = clock
         self._partitions: dict[TopicPartition, _Partition] = {}
-        self._ready: dict[TopicPartition, _Partition] = {}  # has pending records, not revoking
+        self._ready: dict[_Lane, None] = {}  # lanes that may deliver now (an ordered set)
         self._streams: dict[int, _Stream] = {}
+        self._timers: list[tuple[float, int, _Timer, object]] = []
+        self._seq = itertools.count()
+        self._deliveries = itertools.count(1)
         self._next_stream = 1
         self._rotation = 0
         self._delivering = True
+        self._outbox: list[DeadLetter] = []
+        self.exhausted: list[DeadLetter] = []  # skipped or parked (no dead-letter topic), to log
         self.released_records = 0
         self.released_bytes = 0
         self.buffered_records = 0
         self.in_flight_records = 0
+        self.parked_records = 0
+        self.expired_total = 0
+        self.skipped_on_assign = 0
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Expire the leases and release the retries that are due by now."""
+        now = self._clock()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, payload = heapq.heappop(timers)
+            if kind is _Timer.LEASE:
+                delivery, records = cast("tuple[int, list[Record]]", payload)
+                for record in records:
+                    if record.stream and record.delivery == delivery:
+                        self._expire(record)
+            elif kind is _Timer.WAKE:
+                self._refresh(cast(_Lane, payload))
+            else:
+                record = cast(Record, payload)
+                lane = cast(_Lane, record.lane)
+                self.buffered_records -= 1
+                if self._partitions.get(lane.part.tp) is lane.part and not lane.part.revoking:
+                    self._merge_front(lane, [record])
+                else:
+                    self._release(record)
+
+    def next_due(self) -> float | None:
+        """When ``tick`` next has something to do (None: nothing scheduled)."""
+        return self._timers[0][0] if self._timers else None
+
+    def _schedule(self, when: float, kind: _Timer, payload: object) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), kind, payload))
 
     # -- assignment -----------------------------------------------------------------------------
 
@@ -104,17 +188,23 @@ class Dispatcher:
         """The assignment less the partitions being revoked."""
         return frozenset(tp for tp, p in self._partitions.items() if not p.revoking)
 
-    def assign(self, tps: Iterable[TopicPartition]) -> list[TopicPartition]:
+    def assign(
+        self,
+        tps: Iterable[TopicPartition],
+        skips: dict[TopicPartition, list[tuple[int, int]]] | None = None,
+    ) -> list[TopicPartition]:
         """Start tracking newly assigned partitions; returns those that were really new.
 
-        A partition still held from an earlier ownership that was being revoked starts afresh: what the
-        dispatcher knew of it belongs to the old ownership.
+        ``skips`` are offset ranges acked before (read from the commit metadata): those records are
+        counted as acked when they arrive and never delivered. A partition still held from an earlier
+        ownership that was being revoked starts afresh: what was known of it belongs to the old one.
         """
         tps = list(tps)
+        skips = skips or {}
         self._remove([tp for tp in tps if (p := self._partitions.get(tp)) is not None and p.revoking])
         added = [tp for tp in tps if tp not in self._partitions]
         for tp in added:
-            self._partitions[tp] = _Partition(tp)
+            self._partitions[tp] = _Partition(tp, skips.get(tp, ()))
         return added
 
     def begin_revoke(self, tps: Iterable[TopicPartition]) -> None:
@@ -124,14 +214,22 @@ class Dispatcher:
             if part is None:
                 continue
             part.revoking = True
-            self._ready.pop(tp, None)
-            while part.pending:
-                self._release(part.pending.popleft())
-                self.buffered_records -= 1
+            for lane in part.lanes.values():
+                self._ready.pop(lane, None)
+                while lane.queue:
+                    self._release(lane.queue.popleft())
+                    self.buffered_records -= 1
+            for record in part.parked:
+                self._release(record)
+            self.buffered_records -= len(part.parked)
+            self.parked_records -= len(part.parked)
+            part.parked.clear()
 
     def in_flight(self, tps: Iterable[TopicPartition]) -> int:
-        """Records of ``tps`` delivered and not yet acked."""
-        return sum(len(p.in_flight) for tp in tps if (p := self._partitions.get(tp)) is not None)
+        """Records of ``tps`` delivered and not yet acked, or being dead-lettered."""
+        return sum(
+            len(p.in_flight) + p.dead_lettering for tp in tps if (p := self._partitions.get(tp)) is not None
+        )
 
     def finish_revoke(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Forget ``tps``; return the offsets to commit for them (first unacked per partition)."""
@@ -144,7 +242,6 @@ class Dispatcher:
 
     def lose(self, tps: Iterable[TopicPartition]) -> None:
         """Forget ``tps`` without committing: the group already gave them to someone else."""
-        self.begin_revoke(tps)
         self._remove(tps)
 
     def _remove(self, tps: Iterable[TopicPartition]) -> list[_Partition]:
@@ -156,24 +253,27 @@ class Dispatcher:
             if part is None:
                 continue
             removed.append(part)
-            if part.owner is not None:
-                stream = self._streams.get(part.owner)
-                if stream is not None:
-                    stream.partitions.discard(tp)
-                    stream.in_flight -= len(part.in_flight)
-            self.in_flight_records -= len(part.in_flight)
             for record in part.in_flight.values():
+                stream = self._streams.get(record.stream)
+                if stream is not None:
+                    stream.in_flight -= 1
+                    stream.parts.pop(part, None)
+                record.stream = 0
                 self._release(record)
+            self.in_flight_records -= len(part.in_flight)
             part.in_flight.clear()
+            for lane in part.lanes.values():
+                lane.in_flight = 0
+                lane.owner = 0
         return removed
 
     # -- records from Kafka ---------------------------------------------------------------------
 
     def add_records(self, records: Iterable[Record]) -> int:
-        """Buffer records fetched from Kafka; returns how many were dropped (partition not owned)."""
+        """Buffer records fetched from Kafka; returns how many were dropped (not owned, or done)."""
         dropped = 0
         partitions = self._partitions
-        ready = self._ready
+        keyed = self.policy.ordering is Ordering.KEY
         for record in records:
             part = partitions.get(TopicPartition(record.topic, record.partition))
             tracker = part.tracker if part is not None else None
@@ -183,11 +283,58 @@ class Dispatcher:
                 dropped += 1
                 continue
             tracker.add(record.offset)
-            part.pending.append(record)
+            if part.skips and self._acked_before(part, record.offset):
+                tracker.ack(record.offset, received=True)
+                self._release(record)
+                self.skipped_on_assign += 1
+                dropped += 1
+                continue
+            lane = self._lane(part, record.key if keyed else None)
+            record.lane = lane
+            lane.queue.append(record)
             self.buffered_records += 1
-            if part.tp not in ready:
-                ready[part.tp] = part
+            if lane not in self._ready and self._may_deliver(lane):
+                self._ready[lane] = None
         return dropped
+
+    @staticmethod
+    def _acked_before(part: _Partition, offset: int) -> bool:
+        skips = part.skips
+        while skips and skips[0][1] < offset:
+            skips.popleft()
+        return bool(skips) and skips[0][0] <= offset
+
+    def _lane(self, part: _Partition, key: bytes | None) -> _Lane:
+        lane = part.lanes.get(key)
+        if lane is None:
+            ordering = self.policy.ordering
+            if ordering is Ordering.UNORDERED:
+                lane = _Lane(part, None, exclusive=False, capacity=_UNLIMITED)
+            elif ordering is Ordering.KEY and key is not None:
+                lane = _Lane(part, key, exclusive=True, capacity=1)
+            else:
+                lane = _Lane(part, None, exclusive=True, capacity=_UNLIMITED)
+            part.lanes[key] = lane
+        return lane
+
+    def _may_deliver(self, lane: _Lane) -> bool:
+        return (
+            bool(lane.queue)
+            and not lane.blocked
+            and lane.in_flight < lane.capacity
+            and (not lane.not_before or lane.not_before <= self._clock())
+            and not lane.part.revoking
+        )
+
+    def _refresh(self, lane: _Lane) -> None:
+        """Put ``lane`` in or out of the ready set after its state changed; forget it when idle."""
+        if self._may_deliver(lane):
+            self._ready[lane] = None
+            return
+        self._ready.pop(lane, None)
+        idle = not lane.queue and not lane.in_flight and not lane.blocked
+        if idle and lane.key is not None and lane.part.lanes.get(lane.key) is lane:
+            del lane.part.lanes[lane.key]  # idle key lanes go, or every key ever seen would stay
 
     def _release(self, record: Record) -> None:
         self.released_records += 1
@@ -212,35 +359,137 @@ class Dispatcher:
         if stream is None:
             return 0
         returned = 0
-        for tp in stream.partitions:
-            part = self._partitions[tp]
-            records = list(part.in_flight.values())
-            part.in_flight.clear()
-            part.owner = None
+        for part in list(stream.parts):
+            records = [r for r in part.in_flight.values() if r.stream == sid]
+            for record in records:
+                self._unlink(part, record)
             returned += len(records)
-            self._requeue(part, records)
-        self.in_flight_records -= returned
+            self._retry_all(records, 0.0, "its stream ended")
         return returned
 
-    def _requeue(self, part: _Partition, records: list[Record]) -> None:
-        """Put ``records`` back at the front of the partition, merged in offset order."""
-        if not records:
-            return
-        records = list(records)  # merged below with earlier requeues; the caller's list stays as it was
+    def _unlink(self, part: _Partition, record: Record) -> None:
+        """Take ``record`` out of flight (on whichever stream holds it)."""
+        del part.in_flight[record.offset]
+        stream = self._streams.get(record.stream)
+        if stream is not None:
+            stream.in_flight -= 1
+            left = stream.parts[part] - 1
+            if left:
+                stream.parts[part] = left
+            else:
+                del stream.parts[part]
+        record.stream = 0
+        self.in_flight_records -= 1
+        lane = record.lane
+        assert isinstance(lane, _Lane)
+        lane.in_flight -= 1
+        if not lane.in_flight:
+            lane.owner = 0
+
+    def _expire(self, record: Record) -> None:
+        lane = record.lane
+        assert isinstance(lane, _Lane)
+        part = lane.part
+        stream = self._streams.get(record.stream)
+        if stream is not None:
+            expired = stream.expired
+            expired[(part.tp, record.offset)] = None
+            if len(expired) > _STALE_MEMORY:
+                expired.popitem(last=False)
+            record.avoid = stream.id
+        self._unlink(part, record)
+        self.expired_total += 1
+        self._retry_all([record], 0.0, "its lease expired")
+
+    # -- redelivery and exhaustion --------------------------------------------------------------
+
+    def _retry_all(self, records: list[Record], delay: float | None, why: str) -> None:
+        """Send ``records`` (just out of flight) back for another delivery, or give them up.
+
+        ``delay`` None means the retry backoff for each record's attempt.
+        """
+        policy = self.policy
+        now = self._clock()
+        again: dict[_Lane, list[Record]] = {}
         for record in records:
+            if policy.max_attempts and record.attempt >= policy.max_attempts and self._delivering:
+                self._exhaust(record, f"{why}; gave up after {record.attempt} deliveries")
+                continue
+            attempt = record.attempt
             record.attempt += 1
+            wait = policy.backoff(attempt) if delay is None else delay
+            lane = record.lane
+            assert isinstance(lane, _Lane)
+            if wait > 0 and not lane.exclusive:  # unordered: wait aside, the lane keeps flowing
+                self.buffered_records += 1
+                self._schedule(now + wait, _Timer.RETRY, record)
+                continue
+            if wait > 0:
+                lane.not_before = max(lane.not_before, now + wait)
+                self._schedule(lane.not_before, _Timer.WAKE, lane)
+            again.setdefault(lane, []).append(record)
+        for lane, back in again.items():
+            self._merge_front(lane, back)
+        for record in records:
+            lane = record.lane
+            assert isinstance(lane, _Lane)
+            if lane not in again:
+                self._refresh(lane)
+
+    def _merge_front(self, lane: _Lane, records: list[Record]) -> None:
+        """Put ``records`` back at the front of ``lane``, merged in offset order."""
+        records = list(records)
         top = max(r.offset for r in records)
-        pending = part.pending
-        while pending and pending[0].offset < top:  # earlier requeues still waiting
-            records.append(pending.popleft())
+        queue = lane.queue
+        while queue and queue[0].offset < top:  # earlier retries still waiting
+            records.append(queue.popleft())
             self.buffered_records -= 1
         records.sort(key=lambda r: r.offset)
-        pending.extendleft(reversed(records))
+        queue.extendleft(reversed(records))
         self.buffered_records += len(records)
-        if not part.revoking:
-            self._ready[part.tp] = part
+        self._refresh(lane)
 
-    # -- acks and nacks -------------------------------------------------------------------------
+    def _exhaust(self, record: Record, reason: str) -> None:
+        lane = record.lane
+        assert isinstance(lane, _Lane)
+        part = lane.part
+        letter = DeadLetter(record, reason, record.attempt)
+        if self.policy.dead_letter:
+            part.dead_lettering += 1
+            self._outbox.append(letter)
+        elif self.policy.skip_exhausted:
+            part.tracker.ack(record.offset, received=True)
+            self._release(record)
+            self.exhausted.append(letter)
+        else:
+            part.parked.append(record)
+            self.parked_records += 1
+            self.buffered_records += 1
+            if lane.exclusive:
+                lane.blocked = True
+                self._ready.pop(lane, None)
+            self.exhausted.append(letter)
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        """Records to write to the dead-letter topic now; report each with ``dead_lettered``."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def dead_lettered(self, letter: DeadLetter) -> bool:
+        """The broker has ``letter``: ack its record. False if its partition moved on meanwhile."""
+        record = letter.record
+        lane = record.lane
+        assert isinstance(lane, _Lane)
+        part = lane.part
+        if self._partitions.get(part.tp) is not part:
+            self._release(record)  # the partition's next owner delivers it again
+            return False
+        part.dead_lettering -= 1
+        part.tracker.ack(record.offset, received=True)
+        self._release(record)
+        return True
+
+    # -- requests from the app ------------------------------------------------------------------
 
     def ack(
         self,
@@ -249,7 +498,18 @@ class Dispatcher:
         offsets: Iterable[int] = (),
         ranges: Iterable[tuple[int, int]] = (),
     ) -> Outcome:
-        return self._settle(sid, tp, offsets, ranges, nack=False)
+        outcome, taken = self._take(sid, tp, offsets, ranges, remove=True)
+        if taken:
+            ack = self._partitions[tp].tracker.ack
+            nbytes = 0
+            for record in taken:
+                ack(record.offset, received=True)
+                nbytes += record.size
+            self.released_records += len(taken)
+            self.released_bytes += nbytes
+            for lane in dict.fromkeys(r.lane for r in taken):  # each lane once, in order
+                self._refresh(cast(_Lane, lane))
+        return outcome
 
     def nack(
         self,
@@ -257,29 +517,69 @@ class Dispatcher:
         tp: TopicPartition,
         offsets: Iterable[int] = (),
         ranges: Iterable[tuple[int, int]] = (),
+        delay_s: float | None = None,
     ) -> Outcome:
-        return self._settle(sid, tp, offsets, ranges, nack=True)
+        """Deliver again after ``delay_s`` (None: the retry backoff of the record's attempt)."""
+        outcome, taken = self._take(sid, tp, offsets, ranges, remove=True)
+        if taken:
+            self._retry_all(taken, delay_s, "nacked")
+        return outcome
 
-    def _settle(
+    def reject(
+        self,
+        sid: int,
+        tp: TopicPartition,
+        offsets: Iterable[int] = (),
+        ranges: Iterable[tuple[int, int]] = (),
+        reason: str = "",
+    ) -> Outcome:
+        """The app can never process these: exhaust them now (dead-letter, skip or park)."""
+        outcome, taken = self._take(sid, tp, offsets, ranges, remove=True)
+        for record in taken:
+            self._exhaust(record, f"rejected by the app: {reason}" if reason else "rejected by the app")
+            lane = record.lane
+            assert isinstance(lane, _Lane)
+            self._refresh(lane)
+        return outcome
+
+    def extend(
+        self,
+        sid: int,
+        tp: TopicPartition,
+        offsets: Iterable[int] = (),
+        ranges: Iterable[tuple[int, int]] = (),
+    ) -> Outcome:
+        """Start the leases of these in-flight records again from now."""
+        outcome, taken = self._take(sid, tp, offsets, ranges, remove=False)
+        timeout = self.policy.ack_timeout_s
+        if taken and timeout > 0:
+            delivery = next(self._deliveries)
+            deadline = self._clock() + timeout
+            for record in taken:
+                record.delivery = delivery
+                record.deadline = deadline
+            self._schedule(deadline, _Timer.LEASE, (delivery, taken))
+        return outcome
+
+    def _take(
         self,
         sid: int,
         tp: TopicPartition,
         offsets: Iterable[int],
         ranges: Iterable[tuple[int, int]],
-        nack: bool,
-    ) -> Outcome:
+        *,
+        remove: bool,
+    ) -> tuple[Outcome, list[Record]]:
         part = self._partitions.get(tp)
         if part is None:
-            return Outcome(0, Rejection(RejectReason.NOT_ASSIGNED, tp, list(offsets), list(ranges)))
-        if part.owner != sid:
-            return Outcome(0, Rejection(RejectReason.NOT_IN_FLIGHT, tp, list(offsets), list(ranges)))
+            return Outcome(0, Rejection(RejectReason.NOT_ASSIGNED, tp, list(offsets), list(ranges))), []
         in_flight = part.in_flight
         taken: list[Record] = []
         missing_offsets = []
         missing_ranges = []
         for offset in offsets:
-            record = in_flight.pop(offset, None)
-            if record is None:
+            record = in_flight.get(offset)
+            if record is None or record.stream != sid:
                 missing_offsets.append(offset)
             else:
                 taken.append(record)
@@ -287,31 +587,40 @@ class Dispatcher:
             before = len(taken)
             if last - first < len(in_flight):
                 for offset in range(first, last + 1):
-                    record = in_flight.pop(offset, None)
-                    if record is not None:
+                    record = in_flight.get(offset)
+                    if record is not None and record.stream == sid:
                         taken.append(record)
             else:
-                for offset in [o for o in in_flight if first <= o <= last]:
-                    taken.append(in_flight.pop(offset))
+                taken.extend(r for o, r in in_flight.items() if first <= o <= last and r.stream == sid)
             if len(taken) == before:
                 missing_ranges.append((first, last))
-        stream = self._streams[sid]
-        stream.in_flight -= len(taken)
-        self.in_flight_records -= len(taken)
-        if nack:
-            self._requeue(part, taken)
-        else:
-            tracker = part.tracker
+        if remove:
             for record in taken:
-                tracker.ack(record.offset, received=True)
-                self._release(record)
-        if not in_flight:
-            part.owner = None
-            stream.partitions.discard(tp)
-        rejection = None
+                self._unlink(part, record)
+        outcome = Outcome(len(taken))
         if missing_offsets or missing_ranges:
-            rejection = Rejection(RejectReason.NOT_IN_FLIGHT, tp, missing_offsets, missing_ranges)
-        return Outcome(len(taken), rejection)
+            outcome.rejection, outcome.stale = self._classify(sid, tp, missing_offsets, missing_ranges)
+        return outcome, taken
+
+    def _classify(
+        self, sid: int, tp: TopicPartition, offsets: list[int], ranges: list[tuple[int, int]]
+    ) -> tuple[Rejection | None, Rejection | None]:
+        """Split what was not in flight into stale (its lease here expired) and unknown."""
+        stream = self._streams.get(sid)
+        expired = stream.expired if stream is not None else {}
+        stale = Rejection(RejectReason.STALE, tp)
+        unknown = Rejection(RejectReason.NOT_IN_FLIGHT, tp)
+        for offset in offsets:
+            (stale if (tp, offset) in expired else unknown).offsets.append(offset)
+        for first, last in ranges:
+            hit = expired and any(
+                (tp, o) in expired for o in range(first, min(last, first + _STALE_MEMORY) + 1)
+            )
+            (stale if hit else unknown).ranges.append((first, last))
+        return (
+            unknown if unknown.offsets or unknown.ranges else None,
+            stale if stale.offsets or stale.ranges else None,
+        )
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -340,77 +649,140 @@ class Dispatcher:
                 out.append((stream.id, batch))
         return out
 
+    def _eligible(self, stream: _Stream) -> list[_Lane]:
+        sid = stream.id
+        # In partition ordering, claim free partitions only up to a fair share among the streams that
+        # can take records, so one fast stream does not own every partition while others wait.
+        room = _UNLIMITED
+        if self.policy.ordering is Ordering.PARTITION:
+            active = sum(1 for s in self._streams.values() if s.credit > 0 or s.parts)
+            room = -(-len(self._partitions) // max(active, 1)) - len(stream.parts)
+        others = None
+        eligible = []
+        for lane in self._ready:
+            if lane.exclusive and lane.owner not in (0, sid):
+                continue
+            if lane.queue[0].avoid == sid:  # its lease expired here: another stream, if any can
+                if others is None:
+                    others = any(s.credit > 0 for s in self._streams.values() if s is not stream)
+                if others:
+                    continue
+            if lane.exclusive and lane.owner == 0 and lane.capacity == _UNLIMITED:
+                if room <= 0:
+                    continue
+                room -= 1
+            eligible.append(lane)
+        return eligible
+
     def _fill(self, stream: _Stream) -> list[Record]:
-        """One batch for ``stream``: spread over the partitions it may serve, within the limits."""
+        """One batch for ``stream``: spread over the lanes it may serve, within the limits."""
         limit = min(stream.credit, self.max_batch_records)
         max_bytes = self.max_batch_bytes
         sid = stream.id
-        # Claim free partitions only up to a fair share among the streams that can take records, so
-        # one fast stream does not own every partition while others wait with credit.
-        active = sum(1 for s in self._streams.values() if s.credit > 0 or s.partitions)
-        room = -(-len(self._partitions) // max(active, 1)) - len(stream.partitions)
-        eligible = []
-        for part in self._ready.values():
-            if part.owner == sid:
-                eligible.append(part)
-            elif part.owner is None and room > 0:
-                eligible.append(part)
-                room -= 1
+        eligible = self._eligible(stream)
+        delivery = next(self._deliveries)
+        timeout = self.policy.ack_timeout_s
+        deadline = self._clock() + timeout if timeout > 0 else 0.0
         batch: list[Record] = []
         nbytes = 0
         full = False
+        parts = stream.parts
         while eligible and not full:
             quota = max(1, (limit - len(batch)) // len(eligible))
             still = []
-            for part in eligible:
-                pending = part.pending
-                in_flight = part.in_flight
+            for lane in eligible:
+                queue = lane.queue
+                in_flight = lane.part.in_flight
+                take = min(quota, lane.capacity - lane.in_flight)
                 taken = 0
-                while pending and taken < quota:
-                    record = pending[0]
+                while queue and taken < take:
+                    record = queue[0]
                     if len(batch) >= limit or (batch and nbytes + record.size > max_bytes):
                         full = True
                         break
-                    pending.popleft()
+                    queue.popleft()
+                    record.stream = sid
+                    record.delivery = delivery
+                    record.deadline = deadline
                     in_flight[record.offset] = record
                     batch.append(record)
                     nbytes += record.size
                     taken += 1
-                if taken and part.owner is None:
-                    part.owner = sid
-                    stream.partitions.add(part.tp)
-                if not pending:
-                    del self._ready[part.tp]
-                elif not full:
-                    still.append(part)
+                if taken:
+                    lane.in_flight += taken
+                    if lane.exclusive:
+                        lane.owner = sid
+                    parts[lane.part] = parts.get(lane.part, 0) + taken
+                if not self._may_deliver(lane):
+                    self._ready.pop(lane, None)
+                elif not full and taken == take and queue:
+                    still.append(lane)
                 if full:
                     break
             eligible = still
-        stream.credit -= len(batch)
-        stream.in_flight += len(batch)
-        self.buffered_records -= len(batch)
-        self.in_flight_records += len(batch)
+        if batch:
+            stream.credit -= len(batch)
+            stream.in_flight += len(batch)
+            self.buffered_records -= len(batch)
+            self.in_flight_records += len(batch)
+            if deadline:
+                self._schedule(deadline, _Timer.LEASE, (delivery, batch))
         return batch
 
     # -- commits --------------------------------------------------------------------------------
 
     def commit_offsets(self) -> dict[TopicPartition, int]:
-        """Watermarks that moved since they were last taken, for the periodic async commit."""
+        """Watermarks that moved since they were last taken, for the periodic async commit.
+
+        With gap metadata on, a change in the acked offsets above a watermark counts as a move.
+        """
+        gaps_on = self.policy.gap_metadata_max_bytes > 0
         offsets = {}
         for tp, part in self._partitions.items():
             if part.revoking:  # committed synchronously by the revoke, never behind its back
                 continue
-            mark = part.tracker.take_commit()
+            mark = part.tracker.take_commit(gaps=gaps_on)
             if mark is not None:
                 offsets[tp] = mark
         return offsets
 
-    def watermarks(self) -> dict[TopicPartition, int]:
-        """Every known watermark, for the final synchronous commit."""
+    def metadata(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, str]:
+        """The commit metadata for ``offsets``: acked offsets above each (see ``sidecar.gaps``).
+
+        Also notes which partitions overflowed the metadata (see ``held``).
+        """
+        budget = self.policy.gap_metadata_max_bytes
+        out = {}
+        for tp, mark in offsets.items():
+            part = self._partitions.get(tp)
+            if part is None or budget <= 0:
+                continue
+            above = part.tracker.acked_above()
+            text, complete = gaps.encode(mark, gaps.ranges_of(above), budget)
+            part.overflow = not complete
+            if text:
+                out[tp] = text
+        return out
+
+    def held(self) -> frozenset[TopicPartition]:
+        """Partitions not to fetch for now: gaps overflowing the metadata, or blocked by a parked record."""
+        return frozenset(
+            tp
+            for tp, p in self._partitions.items()
+            if p.overflow or (self.policy.ordering is Ordering.PARTITION and p.parked)
+        )
+
+    def watermarks(self, tps: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """Known watermarks of ``tps`` (being revoked or not), or of every partition not being revoked.
+
+        For the synchronous commits: the final one, and a revoke's (taken before ``finish_revoke``).
+        """
+        if tps is None:
+            tps = [tp for tp, p in self._partitions.items() if not p.revoking]
         return {
             tp: m
-            for tp, p in self._partitions.items()
-            if not p.revoking and (m := p.tracker.watermark) is not None
+            for tp in tps
+            if (p := self._partitions.get(tp)) is not None and (m := p.tracker.watermark) is not None
         }
 
     def commit_failed(self, tps: Iterable[TopicPartition]) -> None:

@@ -6,7 +6,8 @@ commit timer live on the asyncio loop. Everything that crosses goes through this
 * poll thread -> loop: fetched records and assignments (``call_soon_threadsafe``, non-blocking), and
   revokes/losses, which *block* the poll thread until the loop has settled them, because librdkafka
   gives the partitions away as soon as the rebalance callback returns;
-* loop -> poll thread: commit and close commands on a queue the poll thread drains between polls;
+* loop -> poll thread: commit, hold (stop fetching some partitions) and close commands on a queue the
+  poll thread drains between polls;
 * the backlog (records held and not yet acked), from two single-writer counters: the poll thread
   adds what it hands over, the loop publishes what it released; neither thread writes the other's.
 """
@@ -21,18 +22,19 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sidecar.records import Record, TopicPartition
+from sidecar.records import CommitPoint, Record, TopicPartition
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[TopicPartition, int]
+Offsets = dict[TopicPartition, CommitPoint]
+Committed = dict[TopicPartition, CommitPoint]  # what the group had committed, read at assignment
 
 
 class LoopSide(Protocol):
     """What the loop offers the poll thread (implemented by the pipeline)."""
 
     def on_records(self, records: list[Record]) -> None: ...
-    def on_assigned(self, tps: list[TopicPartition]) -> None: ...
+    def on_assigned(self, tps: list[TopicPartition], committed: Committed) -> None: ...
     def on_revoked(self, tps: list[TopicPartition]) -> Awaitable[Offsets]: ...
     def on_lost(self, tps: list[TopicPartition]) -> None: ...
     def on_commit_failed(self, tps: list[TopicPartition]) -> None: ...
@@ -61,7 +63,14 @@ class Close:
     done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
 
 
-Command = Commit | Close
+@dataclass
+class Hold:
+    """Do not fetch ``tps`` (in addition to any backpressure pause) until a later Hold leaves them out."""
+
+    tps: frozenset[TopicPartition]
+
+
+Command = Commit | Hold | Close
 
 
 class Handoff:
@@ -80,8 +89,8 @@ class Handoff:
         self._handed = (handed_records + len(records), handed_bytes + nbytes)
         self._loop.call_soon_threadsafe(self._side.on_records, records)
 
-    def assigned(self, tps: list[TopicPartition]) -> None:
-        self._loop.call_soon_threadsafe(self._side.on_assigned, tps)
+    def assigned(self, tps: list[TopicPartition], committed: Committed) -> None:
+        self._loop.call_soon_threadsafe(self._side.on_assigned, tps, committed)
 
     def revoked(self, tps: list[TopicPartition]) -> Offsets:
         """Block until the loop stopped delivering ``tps`` and waited for their acks; offsets to commit.
@@ -139,6 +148,10 @@ class Handoff:
     def commit(self, offsets: Offsets, epoch: int) -> None:
         """Ask the poll thread for an asynchronous commit of ``offsets`` taken at ``epoch``."""
         self._commands.put(Commit(offsets, epoch))
+
+    def hold(self, tps: frozenset[TopicPartition]) -> None:
+        """Ask the poll thread to stop fetching exactly ``tps`` among the assigned partitions."""
+        self._commands.put(Hold(tps))
 
     async def close(self, offsets: Offsets, epoch: int, timeout_s: float) -> None:
         """Final synchronous commit, then close the consumer; returns when the poll thread is done."""

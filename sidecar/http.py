@@ -1,9 +1,17 @@
-"""HTTP endpoints for Kubernetes probes and Prometheus, on SIDECAR_HTTP_ADDRESS.
+"""HTTP endpoints for Kubernetes probes and Prometheus, on SIDECAR_HTTP_ADDRESS, and the probe logic.
 
-* ``/healthz``: the process is alive and the poll thread is turning (its last loop iteration is
-  recent; a revoke may legitimately hold it for up to the revoke grace).
-* ``/readyz``: the member has joined the group and the sidecar is not draining.
-* ``/metrics``: Prometheus exposition of the default registry.
+* ``/healthz`` (liveness): the process is alive and the poll thread is turning: its last loop
+  iteration is recent. A revoke may legitimately hold the thread for up to the revoke grace, so
+  "recent" allows that plus a margin. A failing liveness probe restarts the container, which is the
+  right cure for a stuck poll thread and the wrong one for anything slower, hence the margin.
+* ``/readyz`` (readiness): the member has joined the group, the poll thread is healthy, the sidecar is
+  not draining and, with ``SIDECAR_READINESS=app`` (the default), at least one app stream is
+  connected. A rolling update waits for readiness before it restarts the next pod, so "ready" means
+  "records are flowing to an app", not only "the sidecar is up".
+* ``/metrics``: Prometheus exposition of the default registry (see ``sidecar.metrics``).
+
+grpc.health.v1 follows ``member_ready`` (everything but the app stream: the app is the gRPC client
+and may wait for SERVING before it connects); the daemon keeps the two in step.
 """
 
 from __future__ import annotations
@@ -49,15 +57,51 @@ class HttpServer:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def poll_liveness(last_poll: Callable[[], float], alive: Callable[[], bool], stale_after_s: float) -> Probe:
+def poll_liveness(
+    last_poll: Callable[[], float],
+    alive: Callable[[], bool],
+    stale_after_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Probe:
     """A /healthz probe: the poll thread runs and its last loop turn is under ``stale_after_s`` old."""
 
     def probe() -> tuple[bool, str]:
         if not alive():
             return False, "poll thread stopped"
-        age = time.monotonic() - last_poll()
+        age = clock() - last_poll()
         if age > stale_after_s:
             return False, f"poll thread stuck for {age:.1f}s"
         return True, f"ok (last poll {age:.2f}s ago)"
+
+    return probe
+
+
+def member_ready(joined: Callable[[], bool], draining: Callable[[], bool], healthy: Probe) -> Probe:
+    """Ready as a group member: joined, poll thread healthy, not draining (grpc.health.v1 follows this)."""
+
+    def probe() -> tuple[bool, str]:
+        if draining():
+            return False, "draining"
+        if not joined():
+            return False, "not joined yet"
+        ok, why = healthy()
+        if not ok:
+            return False, why
+        return True, "joined"
+
+    return probe
+
+
+def readiness(member: Probe, app_streams: Callable[[], int], require_app: bool) -> Probe:
+    """The /readyz probe: ``member`` ready and, if ``require_app``, at least one app stream connected."""
+
+    def probe() -> tuple[bool, str]:
+        ok, why = member()
+        if not ok:
+            return False, why
+        streams = app_streams()
+        if require_app and streams == 0:
+            return False, "joined; waiting for an app stream"
+        return True, f"ready: joined, {streams} app stream{'' if streams == 1 else 's'}"
 
     return probe

@@ -1,4 +1,11 @@
-"""Logging set-up: plain text for people, JSON lines (SIDECAR_LOG_FORMAT=json) for log pipelines."""
+"""Logging set-up: plain text for people, JSON lines (SIDECAR_LOG_FORMAT=json) for log pipelines.
+
+JSON lines carry ``timestamp`` (ISO 8601, UTC), ``level``, ``name``, ``message`` and the fields a call
+passes as ``extra``: the events operators correlate are logged that way, with an ``event`` field
+(``rebalance``: generation, member_id, added, revoked, lost, duration_ms, assigned; ``app_connected`` /
+``app_disconnected``: stream, peer, streams, and redelivered on disconnect). In text format the same
+facts are in the message.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ def setup(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}
+                "%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}, timestamp=True
             )
         )
     else:

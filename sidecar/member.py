@@ -16,20 +16,22 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from sidecar import metrics
 from sidecar.config import Config
-from sidecar.handoff import Close, Commit, Handoff, Offsets
-from sidecar.records import Record, TopicPartition
+from sidecar.handoff import Close, Commit, Committed, Handoff, Hold, Offsets
+from sidecar.lag import LagMonitor
+from sidecar.rebalance import RebalanceTracker, generation_of
+from sidecar.records import CommitPoint, Record, TopicPartition
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.1
 POLL_BATCH = 1000
+COMMITTED_TIMEOUT_S = 10.0
 
 
 def check_kafka_config(conf: Mapping[str, str]) -> None:
@@ -47,7 +49,28 @@ def _tps(partitions: list[KafkaTopicPartition]) -> list[TopicPartition]:
 
 
 def _kafka_offsets(offsets: Offsets) -> list[KafkaTopicPartition]:
-    return [KafkaTopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+    return [
+        KafkaTopicPartition(tp.topic, tp.partition, point.offset, metadata=point.metadata)
+        if point.metadata
+        else KafkaTopicPartition(tp.topic, tp.partition, point.offset)
+        for tp, point in offsets.items()
+    ]
+
+
+def _generation(consumer: Consumer) -> int | None:
+    try:
+        return generation_of(consumer.consumer_group_metadata())
+    except (KafkaException, RuntimeError):
+        return None
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int | None:
+    """The partition's high watermark from the broker (ListOffsets), or None if it did not answer."""
+    try:
+        _, high = consumer.get_watermark_offsets(KafkaTopicPartition(tp.topic, tp.partition), timeout=0.5)
+    except KafkaException:
+        return None
+    return int(high)
 
 
 class GroupMember:
@@ -57,8 +80,12 @@ class GroupMember:
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._consumer: Consumer | None = None
         self._paused = False
+        self._held: frozenset[TopicPartition] = frozenset()  # not fetched: see handoff.Hold
         self._assignment_changed = False
         self._epoch = 0  # rebalance callbacks so far; the pipeline counts the same ones (see Commit)
+        self.rebalances = RebalanceTracker()  # count, duration and log line of each rebalance
+        self._stats_ms = int(config.kafka.get("statistics.interval.ms", "0"))
+        self.lag = LagMonitor(lambda: self.rebalances.assignment, max(self._stats_ms, 1000) / 1000)
         self.last_poll = time.monotonic()
         self.joined = threading.Event()
         self.error: BaseException | None = None
@@ -91,6 +118,8 @@ class GroupMember:
         conf["on_commit"] = self._on_commit
         conf["error_cb"] = self._on_error
         conf["logger"] = logging.getLogger("librdkafka")
+        if self._stats_ms > 0:
+            conf["stats_cb"] = self.lag.on_stats  # kafka_consumer_lag
         consumer = self._consumer = Consumer(conf)
         consumer.subscribe(
             list(self._config.topics),
@@ -99,6 +128,7 @@ class GroupMember:
             on_lost=self._on_lost,
         )
         log.info("subscribed to %s as group %s", ",".join(self._config.topics), conf.get("group.id"))
+        self.rebalances.subscribed()
         while True:
             self.last_poll = time.monotonic()
             command = self._handoff.next_command()
@@ -106,15 +136,21 @@ class GroupMember:
                 if isinstance(command, Close):
                     self._close(consumer, command)
                     return
-                self._commit_async(consumer, command)
+                if isinstance(command, Hold):
+                    self._hold(consumer, command.tps)
+                else:
+                    self._commit_async(consumer, command)
                 command = self._handoff.next_command()
             room = self._apply_backpressure(consumer)
+            if self._paused and self._stats_ms > 0 and self.lag.refresh_due():
+                self.lag.refresh(lambda tp: _high_watermark(consumer, tp))  # no fetches: ask the broker
             messages = consumer.consume(min(POLL_BATCH, room), POLL_TIMEOUT_S)
             if messages:
                 self._hand_over(messages)
 
     def _hand_over(self, messages: list[Message]) -> None:
-        records = []
+        records: list[Record] = []
+        append = records.append
         nbytes = 0
         for message in messages:
             error = message.error()
@@ -124,19 +160,20 @@ class GroupMember:
             ts_type, ts = message.timestamp()
             if ts_type == 0:  # TIMESTAMP_NOT_AVAILABLE: librdkafka gives -1, the contract says 0
                 ts = 0
-            # Consumed messages always carry these; the stubs type them for produced ones too.
+            # Consumed messages always carry topic, partition and offset; the stubs type them as
+            # optional (for produced messages), and a cast per field would cost a call per record.
             record = Record(
-                cast(str, message.topic()),
-                cast(int, message.partition()),
-                cast(int, message.offset()),
+                message.topic(),  # type: ignore[arg-type]
+                message.partition(),  # type: ignore[arg-type]
+                message.offset(),  # type: ignore[arg-type]
                 message.key(),
                 message.value(),
-                cast("list[tuple[str, bytes | None]] | None", message.headers()),
+                message.headers(),  # type: ignore[arg-type]
                 ts,
                 ts_type,
             )
             nbytes += record.size
-            records.append(record)
+            append(record)
         if records:
             metrics.RECORDS_RECEIVED.inc(len(records))
             self._handoff.records(records, nbytes)
@@ -151,6 +188,8 @@ class GroupMember:
     def _apply_backpressure(self, consumer: Consumer) -> int:
         """Pause or resume fetching for the backlog; returns how many records may be taken now."""
         held_records, held_bytes = self._handoff.backlog()
+        metrics.BACKLOG_RECORDS.set(held_records)
+        metrics.BACKLOG_BYTES.set(held_bytes)
         max_records, max_bytes = self._config.buffer_max_records, self._config.buffer_max_bytes
         if not self._paused and (held_records >= max_records or held_bytes >= max_bytes):
             self._paused = True
@@ -159,14 +198,33 @@ class GroupMember:
             log.info("paused fetching: %d records / %d bytes held unacked", held_records, held_bytes)
         elif self._paused and held_records <= max_records // 2 and held_bytes <= max_bytes // 2:
             self._paused = False
-            consumer.resume(consumer.assignment())
+            consumer.resume(
+                [p for p in consumer.assignment() if TopicPartition(p.topic, p.partition) not in self._held]
+            )
             metrics.PAUSED.set(0)
             log.info("resumed fetching: %d records / %d bytes held unacked", held_records, held_bytes)
         elif self._paused and self._assignment_changed:
             consumer.pause(consumer.assignment())  # partitions assigned while paused start paused
+        elif self._held and self._assignment_changed:
+            self._hold(consumer, self._held, again=True)
         self._assignment_changed = False
+        assigned = self.rebalances.assignment
+        metrics.PAUSED_PARTITIONS.set(len(assigned) if self._paused else len(self._held & assigned))
         # Never take more than the limit allows (at least 1: consume() still has to run callbacks).
         return max(1, max_records - held_records)
+
+    def _hold(self, consumer: Consumer, tps: frozenset[TopicPartition], again: bool = False) -> None:
+        """Stop fetching ``tps`` (their commit metadata is full, or they are blocked); resume the rest."""
+        assigned = {TopicPartition(p.topic, p.partition): p for p in consumer.assignment()}
+        pause = [assigned[tp] for tp in tps if tp in assigned and (again or tp not in self._held)]
+        resume = [assigned[tp] for tp in self._held - tps if tp in assigned]
+        if pause:
+            consumer.pause(pause)
+            log.info("holding %s: stop fetching ahead until their gaps close", [str(tp) for tp in tps])
+        if resume and not self._paused:
+            consumer.resume(resume)
+            log.info("no longer holding %s", [str(tp) for tp in self._held - tps])
+        self._held = tps
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -209,7 +267,7 @@ class GroupMember:
         if failed:
             log.error("%s commit failed for %s", why, [(p.topic, p.partition, str(p.error)) for p in failed])
         else:
-            log.info("%s commit: %s", why, {str(tp): o for tp, o in sorted(offsets.items())})
+            log.info("%s commit: %s", why, {str(tp): p.offset for tp, p in sorted(offsets.items())})
 
     def _close(self, consumer: Consumer, command: Close) -> None:
         try:
@@ -228,16 +286,35 @@ class GroupMember:
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
-        metrics.REBALANCE_EVENTS.labels("assign").inc()
         self._epoch += 1
-        log.info("assigned %s (member %s)", [str(tp) for tp in tps], consumer.memberid())
         self._assignment_changed = True
-        self._handoff.assigned(tps)
+        self._handoff.assigned(tps, self._committed(consumer, partitions))
         self.joined.set()
+        self.rebalances.assigned(tps, _generation(consumer), consumer.memberid() or "")  # logs it
+
+    def _committed(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> Committed:
+        """The group's committed offsets and metadata for newly assigned partitions (for the gaps).
+
+        Only read when gap metadata is on. A failure here costs duplicates, never loss: the records
+        acked above the commit are then simply delivered again.
+        """
+        if not self._config.gap_metadata_max_bytes or not partitions:
+            return {}
+        try:
+            result = consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("could not read committed offsets of %s: %s", _tps(partitions), exc)
+            return {}
+        return {
+            TopicPartition(p.topic, p.partition): CommitPoint(p.offset, p.metadata or "")
+            for p in result
+            if p.error is None and p.offset >= 0
+        }
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
-        metrics.REBALANCE_EVENTS.labels("revoke").inc()
+        self.rebalances.revoked(tps)
+        self.lag.forget(tps)
         self._epoch += 1
         log.info("revoking %s", [str(tp) for tp in tps])
         offsets = self._handoff.revoked(tps)
@@ -245,7 +322,8 @@ class GroupMember:
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
-        metrics.REBALANCE_EVENTS.labels("lost").inc()
+        self.rebalances.revoked(tps, lost=True)
+        self.lag.forget(tps)
         self._epoch += 1
         log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
         self._handoff.lost(tps)

@@ -1,27 +1,31 @@
 """The event-loop side of the sidecar: feeds the dispatcher and carries out what it decides.
 
 Records handed over by the member go into the dispatcher; after every change (records, credit, acks,
-a stream coming or going) the pipeline asks the dispatcher for deliveries and passes them to the
-streams' sinks. It also runs the commit timer, settles revokes (stop, tell the apps, wait for acks up
-to the revoke grace, return the offsets to commit) and drains on shutdown.
+a stream coming or going, a lease or retry falling due) the pipeline asks the dispatcher for
+deliveries and passes them to the streams' sinks. It also runs the commit timer (offsets plus the
+acked-above-commit metadata, and which partitions to hold), writes exhausted records to the
+dead-letter sink, settles revokes (stop, tell the apps, wait for acks up to the revoke grace, return
+the offsets to commit) and drains on shutdown.
 
-It imports neither librdkafka nor gRPC: the member and the service are on the other side of
-``Handoff`` and ``StreamSink``.
+It imports neither librdkafka nor gRPC: the member, the dead-letter producer and the service are on
+the other side of ``Handoff``, ``DeadLetterSink`` and ``StreamSink``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar import metrics
-from sidecar.dispatcher import Dispatcher, Rejection
-from sidecar.handoff import Handoff, Offsets
-from sidecar.records import AssignmentEvent, Record, TopicPartition
+from sidecar import gaps, metrics
+from sidecar.delivery import DeadLetter, Outcome, Rejection
+from sidecar.dispatcher import Dispatcher
+from sidecar.handoff import Committed, Handoff, Offsets
+from sidecar.records import AssignmentEvent, CommitPoint, Record, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +37,54 @@ class StreamSink(Protocol):
     def send_assignment(self, event: AssignmentEvent) -> None: ...
 
 
+class DeadLetterSink(Protocol):
+    """Where exhausted records go (implemented by ``sidecar.deadletter.DeadLetterProducer``)."""
+
+    pending: int
+
+    def write(self, letter: DeadLetter, done: Callable[[DeadLetter, Exception | None], None]) -> None: ...
+    def poll(self) -> None: ...
+    def flush(self, timeout_s: float) -> int: ...
+
+
+class Kind(enum.Enum):
+    ACK = "ack"
+    NACK = "nack"
+    EXTEND = "extend"
+    REJECT = "reject"
+
+
 @dataclass
 class Settlement:
-    """Acks or nacks of one partition, as the app sent them."""
+    """One request's acks, nacks, extends or rejects of one partition, as the app sent them."""
 
     tp: TopicPartition
     offsets: list[int]
     ranges: list[tuple[int, int]]
+    kind: Kind = Kind.ACK
+    delay_s: float | None = None  # nacks: None = the retry backoff
+    reason: str = ""  # rejects
+
+
+TIMER_PERIOD_S = 0.05  # how often leases, retries and dead-letter results are looked at
+DEAD_LETTER_RETRY_S = (1.0, 30.0)  # backoff between attempts to write a dead letter
 
 
 class Pipeline:
-    def __init__(self, dispatcher: Dispatcher, *, commit_interval_s: float, revoke_grace_s: float) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        commit_interval_s: float,
+        revoke_grace_s: float,
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._commit_interval_s = commit_interval_s
         self._revoke_grace_s = revoke_grace_s
+        self._dead_letters = dead_letters
+        self._dead_letter_failures = 0
+        self._held: frozenset[TopicPartition] = frozenset()
         self._sinks: dict[int, StreamSink] = {}
         self._settled = asyncio.Event()  # set whenever acks arrive, for revoke and drain waits
         self._handoff: Handoff | None = None
@@ -64,6 +102,11 @@ class Pipeline:
         return self._handoff
 
     # -- app streams (called by the service) ----------------------------------------------------
+
+    @property
+    def app_streams(self) -> int:
+        """Connected app streams (readiness and logs)."""
+        return len(self._sinks)
 
     def open_stream(self, sink: StreamSink) -> int:
         sid = self._dispatcher.open_stream()
@@ -86,28 +129,33 @@ class Pipeline:
     def grant(self, sid: int, credit: int) -> None:
         self._dispatcher.grant(sid, credit)
 
-    def settle(
-        self, sid: int, acks: Iterable[Settlement], nacks: Iterable[Settlement]
-    ) -> list[tuple[Rejection, bool]]:
-        """Apply a request's acks and nacks; returns the rejected parts (with True for nacks)."""
+    def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
+        """Apply a request's acks, nacks, extends and rejects; returns the rejected parts."""
         dispatcher = self._dispatcher
-        rejections = []
-        acked = nacked = 0
-        for item in acks:
-            outcome = dispatcher.ack(sid, item.tp, item.offsets, item.ranges)
-            acked += outcome.accepted
-            if outcome.rejection is not None:
-                rejections.append((outcome.rejection, False))
-        for item in nacks:
-            outcome = dispatcher.nack(sid, item.tp, item.offsets, item.ranges)
-            nacked += outcome.accepted
-            if outcome.rejection is not None:
-                rejections.append((outcome.rejection, True))
-        if acked:
-            metrics.RECORDS_ACKED.inc(acked)
-        if nacked:
-            metrics.RECORDS_NACKED.inc(nacked)
-            metrics.RECORDS_REDELIVERED.inc(nacked)
+        dispatcher.tick()
+        rejections: list[tuple[Rejection, Kind]] = []
+        counts = dict.fromkeys(Kind, 0)
+        for item in items:
+            outcome: Outcome
+            if item.kind is Kind.ACK:
+                outcome = dispatcher.ack(sid, item.tp, item.offsets, item.ranges)
+            elif item.kind is Kind.NACK:
+                outcome = dispatcher.nack(sid, item.tp, item.offsets, item.ranges, item.delay_s)
+            elif item.kind is Kind.EXTEND:
+                outcome = dispatcher.extend(sid, item.tp, item.offsets, item.ranges)
+            else:
+                outcome = dispatcher.reject(sid, item.tp, item.offsets, item.ranges, item.reason)
+            counts[item.kind] += outcome.accepted
+            rejections.extend((rejection, item.kind) for rejection in outcome.rejections)
+        if counts[Kind.ACK]:
+            metrics.RECORDS_ACKED.inc(counts[Kind.ACK])
+        if counts[Kind.NACK]:
+            metrics.RECORDS_NACKED.inc(counts[Kind.NACK])
+            metrics.RECORDS_REDELIVERED.inc(counts[Kind.NACK])
+        if counts[Kind.EXTEND]:
+            metrics.LEASES_EXTENDED.inc(counts[Kind.EXTEND])
+        if counts[Kind.REJECT]:
+            metrics.RECORDS_REJECTED.inc(counts[Kind.REJECT])
         for rejection, _ in rejections:
             metrics.ACKS_REJECTED.labels(rejection.reason.name.lower()).inc()
         self._settled.set()
@@ -119,6 +167,11 @@ class Pipeline:
 
     def _pump(self) -> None:
         dispatcher = self._dispatcher
+        if dispatcher.exhausted:
+            self._report_exhausted()
+        if self._dead_letters is not None:
+            for letter in dispatcher.take_dead_letters():
+                self._write_dead_letter(letter)
         delivered = 0
         for sid, batch in dispatcher.next_deliveries():
             self._sinks[sid].send_records(batch)
@@ -130,6 +183,85 @@ class Pipeline:
         metrics.BUFFERED_RECORDS.set(dispatcher.buffered_records)
         metrics.IN_FLIGHT_RECORDS.set(dispatcher.in_flight_records)
 
+    # -- leases, retries, dead letters ----------------------------------------------------------
+
+    async def run_timers(self) -> None:
+        """Expire leases and release due retries; poll the dead-letter producer for results."""
+        dispatcher = self._dispatcher
+        while True:
+            await asyncio.sleep(TIMER_PERIOD_S)
+            if self._dead_letters is not None and self._dead_letters.pending:
+                self._dead_letters.poll()
+            due = dispatcher.next_due()
+            if due is not None and due <= time.monotonic():
+                expired = dispatcher.expired_total
+                dispatcher.tick()
+                if dispatcher.expired_total > expired:
+                    metrics.LEASES_EXPIRED.inc(dispatcher.expired_total - expired)
+                    metrics.RECORDS_REDELIVERED.inc(dispatcher.expired_total - expired)
+                self._pump()
+
+    def _report_exhausted(self) -> None:
+        """Without a dead-letter topic: say what was skipped or parked (SIDECAR_ON_EXHAUSTED)."""
+        dispatcher = self._dispatcher
+        skip = dispatcher.policy.skip_exhausted
+        for letter in dispatcher.exhausted:
+            r = letter.record
+            if skip:
+                metrics.RECORDS_SKIPPED.inc()
+                log.warning(
+                    "skipped %s[%d]@%d (acked without processing): %s",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    letter.reason,
+                )
+            else:
+                log.error(
+                    "parked %s[%d]@%d: %s; its %s waits and its commit stays below it until the sidecar "
+                    "restarts (set SIDECAR_DLQ_TOPIC, or SIDECAR_ON_EXHAUSTED=skip)",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    letter.reason,
+                    "key" if dispatcher.policy.ordering.value == "key" and r.key is not None else "partition",
+                )
+        dispatcher.exhausted.clear()
+        metrics.RECORDS_PARKED.set(dispatcher.parked_records)
+
+    def _write_dead_letter(self, letter: DeadLetter) -> None:
+        sink = self._dead_letters
+        assert sink is not None
+        try:
+            sink.write(letter, self._dead_letter_done)
+        except BufferError as exc:  # the producer's queue is full: try again shortly
+            self._dead_letter_done(letter, exc)
+
+    def _dead_letter_done(self, letter: DeadLetter, error: Exception | None) -> None:
+        r = letter.record
+        if error is None:
+            self._dead_letter_failures = 0
+            if self._dispatcher.dead_lettered(letter):
+                metrics.RECORDS_DEAD_LETTERED.inc()
+                log.warning("dead-lettered %s[%d]@%d: %s", r.topic, r.partition, r.offset, letter.reason)
+            self._settled.set()
+            self._pump()
+            return
+        # Never drop it: the record stays unacked (its commit waits) and the write is tried again.
+        self._dead_letter_failures += 1
+        low, high = DEAD_LETTER_RETRY_S
+        delay = min(high, low * 2 ** min(self._dead_letter_failures - 1, 10))
+        metrics.DEAD_LETTER_FAILURES.inc()
+        log.error(
+            "dead-letter write of %s[%d]@%d failed (%s); retrying in %.0fs",
+            r.topic,
+            r.partition,
+            r.offset,
+            error,
+            delay,
+        )
+        asyncio.get_running_loop().call_later(delay, self._write_dead_letter, letter)
+
     def _broadcast(self, event: AssignmentEvent) -> None:
         for sink in list(self._sinks.values()):
             sink.send_assignment(event)
@@ -140,10 +272,18 @@ class Pipeline:
         self._dispatcher.add_records(records)
         self._pump()
 
-    def on_assigned(self, tps: list[TopicPartition]) -> None:
+    def on_assigned(self, tps: list[TopicPartition], committed: Committed) -> None:
         self.epoch += 1
         self.joined = True
-        added = self._dispatcher.assign(tps)
+        skips = {
+            tp: runs for tp, point in committed.items() if (runs := gaps.decode(point.metadata, point.offset))
+        }
+        if skips:
+            log.info(
+                "skipping records acked above the commit before: %s",
+                {str(tp): sum(b - a + 1 for a, b in runs) for tp, runs in skips.items()},
+            )
+        added = self._dispatcher.assign(tps, skips)
         metrics.ASSIGNED_PARTITIONS.set(len(self._dispatcher.assignment))
         if added:
             self._broadcast(AssignmentEvent(self._dispatcher.assignment, added=tuple(added)))
@@ -162,7 +302,8 @@ class Pipeline:
         finally:
             # Even if the wait is cancelled (the member gave up on us), the partitions must go: a
             # half-revoked partition would otherwise linger, uncommittable and undeliverable.
-            offsets = dispatcher.finish_revoke(tps)
+            offsets = self._points(dispatcher.watermarks(tps))
+            dispatcher.finish_revoke(tps)
             metrics.ASSIGNED_PARTITIONS.set(len(dispatcher.assignment))
             self._pump()
         log.info("revoke settled in %.3fs: %d in-flight records left for the next owner", waited, left)
@@ -190,21 +331,36 @@ class Pipeline:
             await asyncio.sleep(self._commit_interval_s)
             offsets = self._dispatcher.commit_offsets()
             if offsets:
-                self.handoff.commit(offsets, self.epoch)
+                self.handoff.commit(self._points(offsets), self.epoch)
+            held = self._dispatcher.held()
+            if held != self._held:
+                self._held = held
+                metrics.HELD_PARTITIONS.set(len(held))
+                self.handoff.hold(held)
+
+    def _points(self, offsets: dict[TopicPartition, int]) -> Offsets:
+        """Offsets with their commit metadata (acked offsets above each, when gap metadata is on)."""
+        metadata = self._dispatcher.metadata(offsets)
+        return {tp: CommitPoint(offset, metadata.get(tp, "")) for tp, offset in offsets.items()}
 
     async def drain(self, timeout_s: float) -> Offsets:
         """Stop delivering, wait up to ``timeout_s`` for in-flight acks; the offsets to commit last."""
         dispatcher = self._dispatcher
         dispatcher.stop_delivering()
         in_flight = dispatcher.in_flight_records
-        waited = await self._wait_settled(lambda: dispatcher.in_flight_records == 0, timeout_s)
+        waited = await self._wait_settled(lambda: dispatcher.in_flight(dispatcher.assignment) == 0, timeout_s)
+        if self._dead_letters is not None and self._dead_letters.pending:
+            left = self._dead_letters.flush(max(0.0, timeout_s - waited))
+            self._dead_letters.poll()
+            if left:
+                log.warning("%d dead-letter writes unfinished at shutdown: redelivered after restart", left)
         log.info(
             "drained in %.3fs: %d records were in flight, %d still unacked (redelivered after restart)",
             waited,
             in_flight,
             dispatcher.in_flight_records,
         )
-        return dispatcher.watermarks()
+        return self._points(dispatcher.watermarks())
 
     async def _wait_settled(self, done: Callable[[], bool], timeout_s: float) -> float:
         started = time.monotonic()

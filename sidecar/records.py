@@ -22,16 +22,25 @@ class Record:
 
     ``attempt`` is the delivery attempt the record will carry on its next delivery; it grows each time
     the record goes back for redelivery. ``size`` approximates the memory the record pins (key, value,
-    headers), for the buffer limit.
+    a flat amount per header), for the buffer limit.
+
+    The last slots are the dispatcher's bookkeeping of the record's current delivery (stream, lease,
+    ordering lane). They live on the record rather than in a wrapper so that a delivery allocates
+    nothing per record; only the dispatcher reads or writes them.
     """
 
     __slots__ = (
         "attempt",
+        "avoid",
+        "deadline",
+        "delivery",
         "headers",
         "key",
+        "lane",
         "offset",
         "partition",
         "size",
+        "stream",
         "timestamp_ms",
         "timestamp_type",
         "topic",
@@ -58,10 +67,19 @@ class Record:
         self.timestamp_ms = timestamp_ms
         self.timestamp_type = timestamp_type
         self.attempt = 1
-        size = 64 + (len(key) if key else 0) + (len(value) if value else 0)
-        if headers:
-            size += sum(len(k) + (len(v) if v else 0) for k, v in headers)
-        self.size = size
+        self.stream = 0  # the stream it is in flight on; 0 when not in flight
+        self.delivery = 0  # which delivery (lease) is current, for expiry checks
+        self.deadline = 0.0
+        self.avoid = 0  # a stream whose lease on it expired: prefer another one
+        self.lane: object = None
+        # Headers are counted at a flat 64 B each: summing their lengths cost more than the rest of
+        # the record's hand-over, and the buffer limit only needs the order of magnitude.
+        self.size = (
+            64
+            + (len(key) if key else 0)
+            + (len(value) if value else 0)
+            + (64 * len(headers) if headers else 0)
+        )
 
     @property
     def tp(self) -> TopicPartition:
@@ -69,6 +87,13 @@ class Record:
 
     def __repr__(self) -> str:
         return f"Record({self.topic}[{self.partition}]@{self.offset}, attempt={self.attempt})"
+
+
+class CommitPoint(NamedTuple):
+    """What to commit for one partition: the offset and the metadata string stored with it."""
+
+    offset: int
+    metadata: str = ""
 
 
 class AssignmentEvent(NamedTuple):

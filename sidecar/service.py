@@ -1,8 +1,8 @@
 """The gRPC side: the ConsumerService stream, health and reflection. The only module that talks gRPC.
 
 Each ``Consume`` call is one app stream. A reader task applies the app's requests (credit, acks,
-nacks) to the pipeline; the handler itself writes what the pipeline sends to the stream's sink
-(record batches, assignment changes, rejections). Malformed requests end that stream with
+nacks, lease extensions, rejects) to the pipeline; the handler itself writes what the pipeline sends
+to the stream's sink (record batches, assignment changes, rejections). Malformed requests end that stream with
 INVALID_ARGUMENT and a reason; its in-flight records are redelivered and nothing else is affected.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,8 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from sidecar import metrics
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.dispatcher import Rejection, RejectReason
-from sidecar.pipeline import Pipeline, Settlement
+from sidecar.delivery import Rejection, RejectReason
+from sidecar.pipeline import Kind, Pipeline, Settlement
 from sidecar.records import AssignmentEvent, Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -30,15 +29,36 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ConsumerService"].full_name
 _REJECT_CODES = {
     RejectReason.NOT_IN_FLIGHT: grpc.StatusCode.NOT_FOUND.value[0],
     RejectReason.NOT_ASSIGNED: grpc.StatusCode.FAILED_PRECONDITION.value[0],
+    RejectReason.STALE: grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
+}
+_KINDS = {
+    Kind.ACK: pb.REQUEST_KIND_ACK,
+    Kind.NACK: pb.REQUEST_KIND_NACK,
+    Kind.EXTEND: pb.REQUEST_KIND_EXTEND,
+    Kind.REJECT: pb.REQUEST_KIND_REJECT,
+}
+_NOT_DONE = {
+    Kind.ACK: "not committed",
+    Kind.NACK: "not redelivered",
+    Kind.EXTEND: "lease not extended",
+    Kind.REJECT: "not dead-lettered",
 }
 MAX_MESSAGE_BYTES = 256 << 20
+MAX_DELAY_MS = 7 * 24 * 3600 * 1000  # a nack delay beyond a week is surely a unit mistake
+MAX_REASON_BYTES = 4096
 
 
 class BadRequest(ValueError):
     """A request that breaks the protocol; the stream ends with INVALID_ARGUMENT and this reason."""
 
 
-def _settlements(items: list[pb.PartitionOffsets], what: str) -> list[Settlement]:
+def _settlements(
+    items: list[pb.PartitionOffsets],
+    what: str,
+    kind: Kind = Kind.ACK,
+    delay_s: float | None = None,
+    reason: str = "",
+) -> list[Settlement]:
     out = []
     for item in items:
         if not item.topic:
@@ -56,25 +76,52 @@ def _settlements(items: list[pb.PartitionOffsets], what: str) -> list[Settlement
                     "(need 0 <= first <= last)"
                 )
             ranges.append((rng.first, rng.last))
-        out.append(Settlement(TopicPartition(item.topic, item.partition), offsets, ranges))
+        out.append(
+            Settlement(TopicPartition(item.topic, item.partition), offsets, ranges, kind, delay_s, reason)
+        )
     return out
 
 
-def _to_pb(record: Record) -> pb.Record:
-    headers = record.headers
-    return pb.Record(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=[pb.Header(key=k, value=v) for k, v in headers] if headers else None,
-        timestamp_ms=record.timestamp_ms,
-        timestamp_type=cast(
-            "pb.TimestampType", record.timestamp_type
-        ),  # librdkafka's numbering matches the proto enum
-        delivery_attempt=record.attempt,
-    )
+def _requests(request: pb.ConsumeRequest) -> list[Settlement]:
+    """Everything a request settles, in the order it is applied: acks, extends, nacks, rejects."""
+    items = _settlements(list(request.acks), "ack")
+    items += _settlements(list(request.extends), "extend", Kind.EXTEND)
+    items += _settlements(list(request.nacks), "nack", Kind.NACK)
+    for delayed in request.delayed_nacks:
+        if not 0 <= delayed.delay_ms <= MAX_DELAY_MS:
+            raise BadRequest(f"delayed nack: delay_ms {delayed.delay_ms} not in 0..{MAX_DELAY_MS}")
+        items += _settlements([delayed.offsets], "delayed nack", Kind.NACK, delayed.delay_ms / 1000)
+    for reject in request.rejects:
+        if len(reject.reason.encode()) > MAX_REASON_BYTES:
+            raise BadRequest(f"reject: reason longer than {MAX_REASON_BYTES} bytes")
+        items += _settlements([reject.offsets], "reject", Kind.REJECT, reason=reject.reason)
+    return items
+
+
+def _records_response(records: list[Record], ack_timeout_ms: int) -> pb.ConsumeResponse:
+    """The wire batch, built in place: ``add()`` avoids constructing and then copying each record
+    (and the batch into the response), which was the sidecar's largest cost per record."""
+    response = pb.ConsumeResponse()
+    batch = response.records
+    batch.SetInParent()
+    batch.ack_timeout_ms = ack_timeout_ms
+    add = batch.records.add
+    for r in records:
+        message = add(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key,
+            value=r.value,
+            timestamp_ms=r.timestamp_ms,
+            timestamp_type=r.timestamp_type,  # librdkafka's numbering matches the proto enum
+            delivery_attempt=r.attempt,
+        )
+        if r.headers:
+            header = message.headers.add
+            for k, v in r.headers:
+                header(key=k, value=v)
+    return response
 
 
 def _topic_partitions(
@@ -86,7 +133,7 @@ def _topic_partitions(
     return [pb.TopicPartitions(topic=t, partitions=sorted(ps)) for t, ps in sorted(by_topic.items())]
 
 
-def _rejection(rejection: Rejection, nack: bool) -> pb.ConsumeResponse:
+def _rejection(rejection: Rejection, kind: Kind) -> pb.ConsumeResponse:
     offsets = pb.PartitionOffsets(
         topic=rejection.tp.topic,
         partition=rejection.tp.partition,
@@ -96,10 +143,10 @@ def _rejection(rejection: Rejection, nack: bool) -> pb.ConsumeResponse:
     return pb.ConsumeResponse(
         rejection=pb.Rejection(
             code=_REJECT_CODES[rejection.reason],
-            reason=f"{'nack' if nack else 'ack'} of {rejection.describe()}; not "
-            + ("redelivered" if nack else "committed"),
+            reason=f"{kind.value} of {rejection.describe()}; {_NOT_DONE[kind]}",
             offsets=offsets,
-            nack=nack,
+            nack=kind is Kind.NACK,
+            kind=_KINDS[kind],
         )
     )
 
@@ -117,12 +164,12 @@ _Outbound = pb.ConsumeResponse | _Abort | object
 class _StreamSink:
     """Queues what the pipeline sends to one stream; the handler writes it out in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, ack_timeout_ms: int) -> None:
         self.queue: asyncio.Queue[_Outbound] = asyncio.Queue()
+        self._ack_timeout_ms = ack_timeout_ms
 
     def send_records(self, records: list[Record]) -> None:
-        batch = pb.RecordBatch(records=[_to_pb(r) for r in records])
-        self.queue.put_nowait(pb.ConsumeResponse(records=batch))
+        self.queue.put_nowait(_records_response(records, self._ack_timeout_ms))
 
     def send_assignment(self, event: AssignmentEvent) -> None:
         change = pb.AssignmentChange(
@@ -135,18 +182,29 @@ class _StreamSink:
 
 
 class ConsumerService(pb_grpc.ConsumerServiceServicer):
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, ack_timeout_ms: int = 0) -> None:
         self._pipeline = pipeline
+        self._ack_timeout_ms = ack_timeout_ms
         self._sinks: set[_StreamSink] = set()
 
     async def Consume(
         self, request_iterator: AsyncIterator[pb.ConsumeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ConsumeResponse]:
-        sink = _StreamSink()
+        sink = _StreamSink(self._ack_timeout_ms)
         sid = self._pipeline.open_stream(sink)
         self._sinks.add(sink)
         peer = context.peer()
-        log.info("app stream %d opened from %s", sid, peer)
+        log.info(
+            "app stream %d opened from %s",
+            sid,
+            peer,
+            extra={
+                "event": "app_connected",
+                "stream": sid,
+                "peer": peer,
+                "streams": self._pipeline.app_streams,
+            },
+        )
         reader = asyncio.create_task(self._read(sid, request_iterator, sink))
         try:
             while True:
@@ -162,7 +220,17 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             self._sinks.discard(sink)
             returned = self._pipeline.close_stream(sid)
             log.info(
-                "app stream %d from %s closed: %d unacked records go back for redelivery", sid, peer, returned
+                "app stream %d from %s closed: %d unacked records go back for redelivery",
+                sid,
+                peer,
+                returned,
+                extra={
+                    "event": "app_disconnected",
+                    "stream": sid,
+                    "peer": peer,
+                    "redelivered": returned,
+                    "streams": self._pipeline.app_streams,
+                },
             )
 
     async def _read(self, sid: int, requests: AsyncIterator[pb.ConsumeRequest], sink: _StreamSink) -> None:
@@ -171,12 +239,11 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             async for request in requests:
                 if request.credit < 0:
                     raise BadRequest(f"credit {request.credit} < 0: grant zero or more records")
-                acks = _settlements(list(request.acks), "ack")
-                nacks = _settlements(list(request.nacks), "nack")
-                if acks or nacks:
-                    for rejection, nack in pipeline.settle(sid, acks, nacks):
-                        log.debug("stream %d: rejected %s", sid, rejection.describe())
-                        sink.queue.put_nowait(_rejection(rejection, nack))
+                items = _requests(request)
+                if items:
+                    for rejection, kind in pipeline.settle(sid, items):
+                        log.debug("stream %d: rejected %s %s", sid, kind.value, rejection.describe())
+                        sink.queue.put_nowait(_rejection(rejection, kind))
                 if request.credit:
                     pipeline.grant(sid, request.credit)
                 pipeline.pump()
@@ -187,7 +254,7 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             return
         except asyncio.CancelledError:
             raise
-        except grpc.RpcError as exc:  # the app went away mid-read
+        except (grpc.RpcError, grpc.aio.AbortError) as exc:  # the app went away, or we ended the stream
             log.debug("app stream %d: read ended: %r", sid, exc)
         except Exception:  # a bug of ours: say so, end this stream only (its records are redelivered)
             log.exception("app stream %d: internal error while applying a request", sid)
@@ -204,8 +271,8 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
 class Server:
     """The gRPC server with the consumer service, grpc.health.v1 and reflection."""
 
-    def __init__(self, pipeline: Pipeline, address: str) -> None:
-        self.service = ConsumerService(pipeline)
+    def __init__(self, pipeline: Pipeline, address: str, ack_timeout_ms: int = 0) -> None:
+        self.service = ConsumerService(pipeline, ack_timeout_ms)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._server = grpc.aio.server(
             options=[

@@ -17,13 +17,14 @@ from collections import deque
 class OffsetTracker:
     """Received and acked offsets of one partition, and the watermark that may be committed."""
 
-    __slots__ = ("_acked", "_committed", "_next", "_pending")
+    __slots__ = ("_acked", "_committed", "_gaps_changed", "_next", "_pending")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()  # received, not yet below the watermark, ascending
         self._acked: set[int] = set()  # acked offsets still in _pending (above the first gap)
         self._next: int | None = None  # offset after the last received record
         self._committed: int | None = None  # last offset handed to a commit
+        self._gaps_changed = False  # acked offsets above the watermark changed since the last commit
 
     def add(self, offset: int) -> None:
         """Record that ``offset`` was received from Kafka (offsets arrive in ascending order)."""
@@ -52,6 +53,7 @@ class OffsetTracker:
         if not received and not self._contains(offset):
             return False
         self._acked.add(offset)
+        self._gaps_changed = True
         return True
 
     def _contains(self, offset: int) -> bool:
@@ -82,14 +84,24 @@ class OffsetTracker:
         """Received records that are not yet acked."""
         return len(self._pending) - len(self._acked)
 
-    def take_commit(self) -> int | None:
-        """The watermark if it moved since the last call, else None; remembers it as committed."""
+    def acked_above(self) -> list[int]:
+        """Acked offsets above the watermark (the gaps' other side), ascending."""
+        return sorted(self._acked)
+
+    def take_commit(self, *, gaps: bool = False) -> int | None:
+        """The watermark if it moved since the last call, else None; remembers it as committed.
+
+        With ``gaps=True`` a change in the acked offsets above the watermark counts as a move too, for
+        commits that carry them in their metadata (see ``sidecar.gaps``).
+        """
         mark = self.watermark
-        if mark is None or mark == self._committed:
+        if mark is None or (mark == self._committed and not (gaps and self._gaps_changed)):
             return None
         self._committed = mark
+        self._gaps_changed = False
         return mark
 
     def reset_commit(self) -> None:
         """Forget what was handed to a commit (after a failed commit, so the next one retries)."""
         self._committed = None
+        self._gaps_changed = True

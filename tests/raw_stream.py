@@ -51,6 +51,21 @@ class RawStream:
     ) -> None:
         self._requests.put(pb.ConsumeRequest(credit=credit, acks=acks or [], nacks=nacks or []))
 
+    def request(self, **fields: object) -> None:
+        """Send a request with any fields of ConsumeRequest (extends, delayed_nacks, rejects, ...)."""
+        self._requests.put(pb.ConsumeRequest(**fields))  # type: ignore[arg-type]
+
+    def collect(self, seconds: float) -> list[pb.ConsumeResponse]:
+        """Everything that arrives within ``seconds`` (an empty list if nothing does)."""
+        got: list[pb.ConsumeResponse] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.next(left))
+            except queue.Empty:
+                break
+        return got
+
     def next(self, timeout: float = 20.0) -> pb.ConsumeResponse:
         """The next response; raises the stream's RpcError if it ended with one."""
         item = self._responses.get(timeout=timeout)

@@ -237,6 +237,47 @@ async def test_nack_grants_credit(fake: FakeSidecar) -> None:
     assert requests[1] == pb.ConsumeRequest(credit=2, acks=[acks("t", 0, [6])], nacks=[acks("t", 0, [5])])
 
 
+async def test_delayed_nack_extend_and_reject_travel_in_one_request(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=10) as c:
+        fake.send(
+            0,
+            pb.ConsumeResponse(
+                records=pb.RecordBatch(records=[record(0, o) for o in range(5)], ack_timeout_ms=30000)
+            ),
+        )
+        r0, r1, r2, r3, r4 = await c.receive(timeout=5)
+        assert c.ack_timeout == 30.0
+        c.nack(r0, delay=1.5)
+        c.nack(r1, delay=1.5)
+        c.nack(r2)
+        c.extend(r3)  # still in flight: no credit back
+        c.reject(r4, reason="bad schema")
+        c.extend(r4)  # already finished: nothing to extend
+        await asyncio.wait_for(c.flush(), 5)
+        requests = await settle(fake, 0, 2)
+    assert requests[1] == pb.ConsumeRequest(
+        credit=4,
+        nacks=[acks("t", 0, [2])],
+        extends=[acks("t", 0, [3])],
+        delayed_nacks=[pb.DelayedNack(offsets=acks("t", 0, ranges=[(0, 1)]), delay_ms=1500)],
+        rejects=[pb.Reject(offsets=acks("t", 0, [4]), reason="bad schema")],
+    )
+
+
+def test_negative_nack_delay_is_refused() -> None:
+    c = AsyncConsumer("127.0.0.1:1")
+    with pytest.raises(ValueError, match="delay"):
+        c.nack([], delay=-1)
+
+
+def test_stale_rejection_is_recognised() -> None:
+    rejection = Rejection.from_pb(
+        pb.Rejection(code=grpc.StatusCode.DEADLINE_EXCEEDED.value[0], kind=pb.REQUEST_KIND_ACK)
+    )
+    assert rejection.stale
+    assert rejection.kind == "ack"
+
+
 async def test_ack_offsets_raw(fake: FakeSidecar) -> None:
     async with AsyncConsumer(fake.address, max_in_flight=10) as c:
         fake.send(0, batch(record(0, 1), record(0, 2), record(0, 4)))
@@ -290,8 +331,10 @@ async def test_assignment_and_rejection_callbacks(
             partition=1,
             nack=True,
             offsets=(3,),
+            kind="nack",  # an older sidecar sends no kind: the client reads it from `nack`
         )
     ]
+    assert not rejections[0].stale
     assert rejections[0].status == grpc.StatusCode.NOT_FOUND
     assert "not in flight" in caplog.text
 

@@ -50,9 +50,11 @@ def test_defaults() -> None:
         "session.timeout.ms": "10000",
         "heartbeat.interval.ms": "3000",
         "auto.offset.reset": "earliest",
+        "statistics.interval.ms": "5000",
         "client.id": "kafka-sidecar",
     }
     assert not c.static_member
+    assert c.readiness == "app"
 
 
 def test_sources_cover_every_field_and_property() -> None:
@@ -445,8 +447,9 @@ def test_describe_names_and_order() -> None:
     rows = c.describe()
     names = [name for name, _, _ in rows]
     assert names[0] == "SIDECAR_TOPICS"
-    assert names[:12] == [n for n in names if n.startswith("SIDECAR_")]
-    assert names[12:] == sorted(c.kafka)
+    settings = [n for n in names if n.startswith("SIDECAR_")]
+    assert names[: len(settings)] == settings
+    assert names[len(settings) :] == sorted(c.kafka)
     values = {name: value for name, value, _ in rows}
     assert values["SIDECAR_TOPICS"] == "a,b"
     assert values["SIDECAR_HTTP_ADDRESS"] == "off"
@@ -481,3 +484,78 @@ def test_any_valid_topic_list_round_trips(topics: list[str], separator: str) -> 
     assert c.topics == tuple(topics)
     shown = {name: value for name, value, _ in c.describe()}["SIDECAR_TOPICS"]
     assert Config.from_env({**BASE, "SIDECAR_TOPICS": shown}) == c
+
+
+# --- delivery semantics (leases, retries, dead letters, ordering, gap metadata) -----------------------
+
+
+def test_delivery_defaults() -> None:
+    c = config()
+    assert c.ordering == "partition"
+    assert (c.ack_timeout_ms, c.retry_backoff_ms, c.retry_backoff_max_ms) == (60000, 1000, 60000)
+    assert (c.max_delivery_attempts, c.dlq_topic, c.on_exhausted) == (5, None, "block")
+    assert c.gap_metadata_max_bytes == 4000
+
+
+def test_delivery_settings_parse() -> None:
+    c = config(
+        SIDECAR_ORDERING="Key",
+        SIDECAR_ACK_TIMEOUT_MS="0",
+        SIDECAR_RETRY_BACKOFF_MS="0",
+        SIDECAR_RETRY_BACKOFF_MAX_MS="0",
+        SIDECAR_MAX_DELIVERY_ATTEMPTS="0",
+        SIDECAR_DLQ_TOPIC="orders.dlq",
+        SIDECAR_ON_EXHAUSTED="SKIP",
+        SIDECAR_GAP_METADATA_MAX_BYTES="0",
+    )
+    assert (c.ordering, c.ack_timeout_ms, c.max_delivery_attempts) == ("key", 0, 0)
+    assert (c.dlq_topic, c.on_exhausted, c.gap_metadata_max_bytes) == ("orders.dlq", "skip", 0)
+    assert dict((n, v) for n, v, _ in c.describe())["SIDECAR_DLQ_TOPIC"] == "orders.dlq"
+
+
+def test_empty_dlq_topic_means_none() -> None:
+    assert config(SIDECAR_DLQ_TOPIC="").dlq_topic is None
+    assert dict((n, v) for n, v, _ in config().describe())["SIDECAR_DLQ_TOPIC"] == "(none)"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SIDECAR_ORDERING", "per-key", "partition, key or unordered"),
+        ("SIDECAR_ACK_TIMEOUT_MS", "-1", "a whole number of milliseconds >= 0"),
+        ("SIDECAR_RETRY_BACKOFF_MS", "1s", "a whole number of milliseconds >= 0"),
+        ("SIDECAR_MAX_DELIVERY_ATTEMPTS", "many", "a whole number of deliveries >= 0 (0 = unlimited)"),
+        ("SIDECAR_DLQ_TOPIC", "bad topic", "a topic name made of"),
+        ("SIDECAR_ON_EXHAUSTED", "retry", "block or skip"),
+        ("SIDECAR_GAP_METADATA_MAX_BYTES", "2000000", "a whole number of bytes from 0 (off) to 1000000"),
+    ],
+)
+def test_bad_delivery_settings_name_the_variable(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config(**{variable: value})
+    assert info.value.variable == variable
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_backoff_cap_below_backoff_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        config(SIDECAR_RETRY_BACKOFF_MS="5000", SIDECAR_RETRY_BACKOFF_MAX_MS="1000")
+    assert info.value.variable == "SIDECAR_RETRY_BACKOFF_MAX_MS"
+    assert "SIDECAR_RETRY_BACKOFF_MS (5000)" in str(info.value)
+
+
+def test_readiness_setting() -> None:
+    assert config(SIDECAR_READINESS="JOINED").readiness == "joined"
+    assert config(SIDECAR_READINESS="app").sources["readiness"] == "SIDECAR_READINESS"
+    with pytest.raises(ConfigError) as info:
+        config(SIDECAR_READINESS="always")
+    assert info.value.variable == "SIDECAR_READINESS"
+    assert "app or joined" in str(info.value)
+
+
+def test_lag_statistics_interval_is_a_visible_default_and_can_be_turned_off() -> None:
+    assert config().sources["statistics.interval.ms"] == "default"
+    c = config(KAFKA_STATISTICS_INTERVAL_MS="0")
+    assert c.kafka["statistics.interval.ms"] == "0"
+    assert c.sources["statistics.interval.ms"] == "KAFKA_STATISTICS_INTERVAL_MS"

@@ -101,7 +101,8 @@ def test_reflection_lists_the_service_and_health_is_serving(
     group_id: str,
     sidecar_factory: SidecarFactory,
 ) -> None:
-    sidecar = sidecar_factory(topics=new_topic(1), group_id=group_id)
+    # Ready without an app stream (SIDECAR_READINESS=app, the default, is tested in test_metrics_health).
+    sidecar = sidecar_factory(topics=new_topic(1), group_id=group_id, env={"SIDECAR_READINESS": "joined"})
     with grpc.insecure_channel(sidecar.grpc_address) as channel:
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
         assert {SERVICE, "grpc.health.v1.Health"} <= services

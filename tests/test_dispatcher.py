@@ -7,7 +7,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.dispatcher import Dispatcher, RejectReason
+from sidecar.delivery import RejectReason
+from sidecar.dispatcher import Dispatcher
 from sidecar.records import Record, TopicPartition
 
 T0 = TopicPartition("t", 0)

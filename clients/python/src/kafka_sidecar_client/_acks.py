@@ -75,24 +75,50 @@ class _Group:
 
 
 class AckBuffer:
-    """What is to be sent on a stream and has not been yet: credit, acks and nacks.
+    """What is to be sent on a stream and has not been yet: credit, acks, nacks, extends, rejects.
 
     ``take()`` empties it into one request, so everything added between two writes travels together.
+    Nacks with a delay are grouped per delay and rejects per reason, as the request carries them.
     """
 
-    __slots__ = ("_acks", "_nacks", "credit")
+    __slots__ = ("_acks", "_delayed", "_extends", "_nacks", "_rejects", "credit")
 
     def __init__(self) -> None:
         self.credit = 0
         self._acks = _Group()
         self._nacks = _Group()
+        self._extends = _Group()
+        self._delayed: dict[int, _Group] = {}
+        self._rejects: dict[str, _Group] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.credit or self._acks or self._nacks)
+        return bool(
+            self.credit or self._acks or self._nacks or self._extends or self._delayed or self._rejects
+        )
 
-    def add(self, tp: TopicPartition, offset: int, *, nack: bool = False) -> None:
-        """Buffer the ack (or nack) of one offset."""
-        group = self._nacks if nack else self._acks
+    def _group(self, kind: str, delay_ms: int | None, reason: str) -> _Group:
+        if kind == "ack":
+            return self._acks
+        if kind == "extend":
+            return self._extends
+        if kind == "reject":
+            return self._rejects.setdefault(reason, _Group())
+        if delay_ms is None:
+            return self._nacks
+        return self._delayed.setdefault(delay_ms, _Group())
+
+    def add(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        *,
+        nack: bool = False,
+        kind: str = "",
+        delay_ms: int | None = None,
+        reason: str = "",
+    ) -> None:
+        """Buffer one offset: an ack, a nack (optionally delayed), an extend or a reject."""
+        group = self._group(kind or ("nack" if nack else "ack"), delay_ms, reason)
         group.offsets.setdefault(tp, []).append(offset)
 
     def add_raw(
@@ -102,9 +128,12 @@ class AckBuffer:
         ranges: Iterable[tuple[int, int]],
         *,
         nack: bool = False,
+        kind: str = "",
+        delay_ms: int | None = None,
+        reason: str = "",
     ) -> None:
         """Buffer offsets and ranges as given (the ranges are sent unchanged)."""
-        group = self._nacks if nack else self._acks
+        group = self._group(kind or ("nack" if nack else "ack"), delay_ms, reason)
         offsets = list(offsets)
         ranges = list(ranges)
         if offsets:
@@ -115,9 +144,22 @@ class AckBuffer:
     def take(self) -> sidecar_pb2.ConsumeRequest:
         """Return everything buffered as one request and empty the buffer."""
         request = sidecar_pb2.ConsumeRequest(
-            credit=self.credit, acks=self._acks.to_pb(), nacks=self._nacks.to_pb()
+            credit=self.credit,
+            acks=self._acks.to_pb(),
+            nacks=self._nacks.to_pb(),
+            extends=self._extends.to_pb(),
+            delayed_nacks=[
+                sidecar_pb2.DelayedNack(offsets=item, delay_ms=delay)
+                for delay, group in sorted(self._delayed.items())
+                for item in group.to_pb()
+            ],
+            rejects=[
+                sidecar_pb2.Reject(offsets=item, reason=reason)
+                for reason, group in self._rejects.items()
+                for item in group.to_pb()
+            ],
         )
         self.credit = 0
-        self._acks = _Group()
-        self._nacks = _Group()
+        self._acks, self._nacks, self._extends = _Group(), _Group(), _Group()
+        self._delayed, self._rejects = {}, {}
         return request

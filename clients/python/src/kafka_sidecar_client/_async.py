@@ -6,8 +6,8 @@ flight on it, so acks of those records are pointless (they would only come back 
 must not give credit to the next stream. Records still queued locally from a dead stream are
 discarded for the same reason: they are coming again.
 
-Credit is kept exact: a stream starts with ``max_in_flight`` credit and each record finished (acked
-or nacked) once gives one credit back, in the same request as the ack. The client tracks which
+Credit is kept exact: a stream starts with ``max_in_flight`` credit and each record finished (acked,
+nacked or rejected) once gives one credit back, in the same request as the ack. The client tracks which
 records of the current stream are still in flight, so a double ack cannot give credit twice.
 """
 
@@ -129,6 +129,7 @@ class AsyncConsumer:
         self._stop = asyncio.Event()  # close() was called: no more reconnects
         self._closed = False
         self._error: BaseException | None = None
+        self._ack_timeout: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -257,9 +258,41 @@ class AsyncConsumer:
         """
         self._finish(records, nack=False)
 
-    def nack(self, records: Records) -> None:
-        """Ask for records to be delivered again (``delivery_attempt`` + 1). Non-blocking."""
-        self._finish(records, nack=True)
+    def nack(self, records: Records, delay: float | None = None) -> None:
+        """Ask for records to be delivered again (``delivery_attempt`` + 1). Non-blocking.
+
+        They come back after ``delay`` seconds, or by default after the sidecar's retry backoff
+        (``SIDECAR_RETRY_BACKOFF_MS``, doubling per attempt). After
+        ``SIDECAR_MAX_DELIVERY_ATTEMPTS`` deliveries a record goes to the dead-letter topic instead.
+        """
+        if delay is not None and delay < 0:
+            raise ValueError("delay must be >= 0 seconds")
+        self._finish(records, kind="nack", delay_ms=None if delay is None else round(delay * 1000))
+
+    def reject(self, records: Records, reason: str = "") -> None:
+        """Give up on records the app can never process: they go to the dead-letter topic now
+        (or follow ``SIDECAR_ON_EXHAUSTED`` without one), with ``reason`` in a header. Non-blocking."""
+        self._finish(records, kind="reject", reason=reason)
+
+    def extend(self, records: Records) -> None:
+        """Still working on these: restart their ack deadline (``SIDECAR_ACK_TIMEOUT_MS``) from now.
+
+        Records whose deadline passes unacked and unextended are delivered again elsewhere, and a
+        late ack of them is rejected as stale. Non-blocking; gives no credit back.
+        """
+        if isinstance(records, Record):
+            records = (records,)
+        s = self._stream
+        if s is None:
+            return
+        n = 0
+        for r in records:
+            offsets = s.inflight.get((r.topic, r.partition))
+            if r._epoch == s.epoch and offsets is not None and r.offset in offsets:
+                s.pending.add((r.topic, r.partition), r.offset, kind="extend")
+                n += 1
+        if n:
+            s.queue()
 
     def ack_offsets(
         self, topic: str, partition: int, offsets: Iterable[int] = (), ranges: Iterable[tuple[int, int]] = ()
@@ -277,6 +310,11 @@ class AsyncConsumer:
         """Nack raw offsets and inclusive ranges of a partition; see ``ack_offsets``."""
         self._finish_raw(topic, partition, offsets, ranges, nack=True)
 
+    @property
+    def ack_timeout(self) -> float | None:
+        """The sidecar's lease per record in seconds, as its last batch said (None: no deadline)."""
+        return self._ack_timeout
+
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until everything acked so far is written to the stream (or the stream ended).
 
@@ -289,7 +327,15 @@ class AsyncConsumer:
         s.waiters.append((s.queued, fut))
         await asyncio.wait_for(fut, timeout)
 
-    def _finish(self, records: Records, *, nack: bool) -> None:
+    def _finish(
+        self,
+        records: Records,
+        *,
+        nack: bool = False,
+        kind: str = "",
+        delay_ms: int | None = None,
+        reason: str = "",
+    ) -> None:
         if isinstance(records, Record):
             records = (records,)
         s = self._stream
@@ -304,7 +350,7 @@ class AsyncConsumer:
             if offsets is None or r.offset not in offsets:
                 continue  # already acked or nacked
             offsets.discard(r.offset)
-            s.pending.add(tp, r.offset, nack=nack)
+            s.pending.add(tp, r.offset, nack=nack, kind=kind, delay_ms=delay_ms, reason=reason)
             n += 1
         if n:
             s.pending.credit += n
@@ -419,6 +465,8 @@ class AsyncConsumer:
     async def _handle(self, s: _Stream, response: sidecar_pb2.ConsumeResponse) -> None:
         kind = response.WhichOneof("event")
         if kind == "records":
+            timeout_ms = response.records.ack_timeout_ms
+            self._ack_timeout = timeout_ms / 1000 if timeout_ms > 0 else None
             batch = [Record.from_pb(r, s.epoch) for r in response.records.records]
             for r in batch:
                 s.inflight.setdefault((r.topic, r.partition), set()).add(r.offset)
@@ -435,7 +483,7 @@ class AsyncConsumer:
             self.rejections += 1
             log.warning(
                 "sidecar rejected %s of %s[%d]: %s",
-                "nack" if rejection.nack else "ack",
+                rejection.kind,
                 rejection.topic,
                 rejection.partition,
                 rejection.reason,

@@ -170,9 +170,24 @@ class Consumer:
         """Ack records (non-blocking); see ``AsyncConsumer.ack``."""
         self._post(self._async.ack, _materialize(records))
 
-    def nack(self, records: Records) -> None:
+    def nack(self, records: Records, delay: float | None = None) -> None:
         """Nack records (non-blocking); see ``AsyncConsumer.nack``."""
-        self._post(self._async.nack, _materialize(records))
+        if delay is not None and delay < 0:
+            raise ValueError("delay must be >= 0 seconds")
+        self._post(self._async.nack, _materialize(records), delay)
+
+    def reject(self, records: Records, reason: str = "") -> None:
+        """Send records to the dead-letter topic (non-blocking); see ``AsyncConsumer.reject``."""
+        self._post(self._async.reject, _materialize(records), reason)
+
+    def extend(self, records: Records) -> None:
+        """Restart records' ack deadline (non-blocking); see ``AsyncConsumer.extend``."""
+        self._post(self._async.extend, _materialize(records))
+
+    @property
+    def ack_timeout(self) -> float | None:
+        """The sidecar's lease per record in seconds (None: no deadline); see ``AsyncConsumer``."""
+        return self._async.ack_timeout
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn`` on the client's loop without waiting. After close there is no stream to ack

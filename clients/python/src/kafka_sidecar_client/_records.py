@@ -6,7 +6,8 @@ They are converted once, on arrival, so the app never touches protobuf objects a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -15,39 +16,86 @@ from kafka_sidecar_client._proto import sidecar_pb2
 TopicPartition = tuple[str, int]
 
 
-@dataclass(slots=True, eq=True)
+_Headers = list[tuple[str, bytes | None]]
+
+
 class Record:
     """A Kafka record delivered by the sidecar. Ack or nack it when done.
 
     ``key``, ``value`` and a header's value are ``None`` for Kafka nulls (distinct from ``b""``).
     ``delivery_attempt`` is 1 on first delivery and grows on each redelivery: delivery is
     at-least-once, so a record may be seen again and processing should tolerate duplicates.
+
+    ``headers`` are converted from the wire message the first time they are read: many apps never
+    look at them, and converting them for every record was the client's largest cost.
     """
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-    value: bytes | None = None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-    timestamp_ms: int = 0
-    delivery_attempt: int = 1
-    # Which stream delivered the record: an ack is only meaningful on that stream, so acks of
-    # records from an earlier (broken) stream are dropped by the client instead of being rejected.
-    _epoch: int = field(default=0, repr=False, compare=False)
+    __slots__ = ("_epoch", "_headers", "_raw_headers", "delivery_attempt", "key", "offset", "partition",
+                 "timestamp_ms", "topic", "value")  # fmt: skip
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        headers: _Headers | None = None,
+        timestamp_ms: int = 0,
+        delivery_attempt: int = 1,
+        _epoch: int = 0,
+        _raw_headers: Any = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self._headers = headers
+        self._raw_headers = _raw_headers
+        self.timestamp_ms = timestamp_ms
+        self.delivery_attempt = delivery_attempt
+        # Which stream delivered the record: an ack is only meaningful on that stream, so acks of
+        # records from an earlier (broken) stream are dropped by the client instead of being rejected.
+        self._epoch = _epoch
+
+    @property
+    def headers(self) -> _Headers:
+        if self._headers is None:
+            raw = self._raw_headers
+            self._headers = (
+                [(h.key, h.value if h.value or h.HasField("value") else None) for h in raw] if raw else []
+            )
+            self._raw_headers = None
+        return self._headers
 
     @classmethod
     def from_pb(cls, pb: sidecar_pb2.Record, epoch: int) -> Record:
+        key: bytes | None = pb.key
+        value: bytes | None = pb.value
+        if not key and not pb.HasField("key"):  # presence is only asked for when it matters
+            key = None
+        if not value and not pb.HasField("value"):
+            value = None
         return cls(
-            pb.topic,
-            pb.partition,
-            pb.offset,
-            pb.key if pb.HasField("key") else None,
-            pb.value if pb.HasField("value") else None,
-            [(h.key, h.value if h.HasField("value") else None) for h in pb.headers],
-            pb.timestamp_ms,
-            pb.delivery_attempt,
-            epoch,
+            pb.topic, pb.partition, pb.offset, key, value, None, pb.timestamp_ms, pb.delivery_attempt,
+            epoch, pb.headers,
+        )  # fmt: skip
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.topic, self.partition, self.offset, self.key, self.value, self.headers,
+                self.timestamp_ms, self.delivery_attempt)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Record(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+            f"key={self.key!r}, value={self.value!r}, headers={self.headers!r}, "
+            f"timestamp_ms={self.timestamp_ms}, delivery_attempt={self.delivery_attempt})"
         )
 
 
@@ -80,11 +128,13 @@ class AssignmentChange:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """An ack or nack the sidecar did not accept; the stream stays open.
+    """An ack, nack, extend or reject the sidecar did not accept; the stream stays open.
 
     ``code`` is a gRPC status code: 5 (NOT_FOUND) when the offsets were not in flight on the stream,
-    9 (FAILED_PRECONDITION) when the partition is no longer assigned to the sidecar. Either way the
-    records will be (or already were) delivered again, so a rejection is informational.
+    4 (DEADLINE_EXCEEDED) when their lease had expired and they were delivered again (a stale ack:
+    see ``stale``), 9 (FAILED_PRECONDITION) when the partition is no longer assigned to the sidecar.
+    Either way the records will be (or already were) delivered again, so a rejection is
+    informational. ``kind`` is "ack", "nack", "extend" or "reject".
     """
 
     code: int
@@ -94,6 +144,12 @@ class Rejection:
     nack: bool
     offsets: tuple[int, ...] = ()
     ranges: tuple[tuple[int, int], ...] = ()
+    kind: str = "ack"
+
+    @property
+    def stale(self) -> bool:
+        """True when the ack came after the record's lease expired (it was delivered again)."""
+        return self.status is grpc.StatusCode.DEADLINE_EXCEEDED
 
     @property
     def status(self) -> grpc.StatusCode | None:
@@ -114,7 +170,16 @@ class Rejection:
             pb.nack,
             tuple(o.offsets),
             tuple((r.first, r.last) for r in o.ranges),
+            _KINDS.get(pb.kind, "nack" if pb.nack else "ack"),
         )
+
+
+_KINDS = {
+    sidecar_pb2.REQUEST_KIND_ACK: "ack",
+    sidecar_pb2.REQUEST_KIND_NACK: "nack",
+    sidecar_pb2.REQUEST_KIND_EXTEND: "extend",
+    sidecar_pb2.REQUEST_KIND_REJECT: "reject",
+}
 
 
 class SidecarError(Exception):
