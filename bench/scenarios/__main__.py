@@ -1,0 +1,129 @@
+"""``python -m bench.scenarios``: run the scenario harness (or ``practical``: the guided practical).
+
+Examples::
+
+    python -m bench.scenarios                       # the short (CI) parameter set, every scenario
+    python -m bench.scenarios --full                # production defaults; minutes (Tansu joins are slow)
+    python -m bench.scenarios --only slow-handler --variant baseline --out /tmp/sc
+    python -m bench.scenarios practical --step 4
+
+Prints progress on stderr, the side-by-side table on stdout, and writes report.json and one PNG per
+scenario to --out (default: a fresh temporary directory). Exit status 1 if a run failed or any record
+was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios.plot import plot_scenario
+from bench.scenarios.report import table, write_json
+from bench.scenarios.runner import VARIANTS, RunFailed, run_variant, say
+from bench.scenarios.scenarios import BY_NAME, SCENARIOS, Scenario
+from bench.scenarios.settings import CI, FULL, Settings
+from sidecar.embedded import EmbeddedBroker
+
+
+def run_all(
+    settings: Settings,
+    scenarios: Sequence[Scenario],
+    variants: Sequence[str],
+    out_dir: Path,
+    *,
+    plots: bool = True,
+    bootstrap: str | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every scenario x variant on one broker (a local Tansu unless ``bootstrap`` names one); writes
+    report.json (and the PNGs) to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    pictures: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if bootstrap is None:
+            bootstrap = stack.enter_context(EmbeddedBroker(log_dir=out_dir)).bootstrap
+            say(f"broker (Tansu) on {bootstrap}; results in {out_dir}")
+        else:
+            say(f"broker {bootstrap}; results in {out_dir}")
+        for scenario in scenarios:
+            by_variant = results.setdefault(scenario.name, {})
+            for variant in variants:
+                by_variant[variant] = run_variant(scenario, variant, settings, bootstrap, out_dir)
+            if plots:
+                path = out_dir / f"{scenario.name}.png"
+                membership = "static" if settings.static else "dynamic"
+                title = f"{scenario.title} ({settings.name} settings, {membership} sidecars)"
+                plot_scenario(title, by_variant, path)
+                pictures[scenario.name] = str(path)
+            write_json(out_dir / "report.json", settings, results, pictures)
+    return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scenarios",
+        description="The sidecar vs plain consumers through restarts, kills and slow handlers.",
+    )
+    parser.add_argument("command", nargs="?", choices=("run", "practical"), default="run")
+    parser.add_argument("--full", action="store_true", help="production defaults (minutes) instead of CI's")
+    parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run only this scenario")
+    parser.add_argument("--variant", choices=(*VARIANTS, "both"), default="both")
+    parser.add_argument(
+        "--static", action="store_true", help="sidecars as static members (hangs rolling restarts on Tansu)"
+    )
+    parser.add_argument("--bootstrap", help="use this Kafka cluster instead of a local Tansu")
+    parser.add_argument("--members", type=int, help="group members (default: 2 for CI, 3 for --full)")
+    parser.add_argument("--rate", type=float, help="records/s produced")
+    parser.add_argument("--out", type=Path, help="output directory (default: a new temporary directory)")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--step", type=int, choices=range(1, 6), help="practical: run only this step")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "practical":
+        from bench.scenarios.practical import run_practical
+
+        return run_practical(args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-practical-")), args.step)
+    settings = FULL if args.full else CI
+    if args.members is not None:
+        if args.members < 1:
+            raise SystemExit("--members must be >= 1")
+        settings = settings.with_overrides(members=args.members)
+    if args.static:
+        settings = settings.with_overrides(static=True)
+    if args.rate is not None:
+        if args.rate <= 0:
+            raise SystemExit("--rate must be > 0")
+        settings = settings.with_overrides(rate=args.rate)
+    if settings.members > settings.partitions:
+        raise SystemExit(f"--members {settings.members} > {settings.partitions} partitions: some would idle")
+    scenarios = [BY_NAME[n] for n in args.only] if args.only else list(SCENARIOS)
+    variants = VARIANTS if args.variant == "both" else (args.variant,)
+    out_dir = args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-scenarios-"))
+    try:
+        results = run_all(
+            settings, scenarios, variants, out_dir, plots=not args.no_plots, bootstrap=args.bootstrap
+        )
+    except RunFailed as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    print(table(results))
+    print(f"\nreport: {out_dir / 'report.json'}")
+    lost = {(s, v) for s, by in results.items() for v, r in by.items() if r["figures"]["lost"]}
+    notes = [f"{s}/{v}: {n}" for s, by in results.items() for v, r in by.items() for n in r["notes"]]
+    for note in notes:
+        print(f"note: {note}")
+    if lost:
+        print(f"LOST RECORDS in {sorted(lost)}")
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

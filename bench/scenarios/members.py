@@ -1,0 +1,215 @@
+"""Group members of the two variants, with the operations the scenarios script.
+
+A *sidecar member* is a pod: a ``kafka-sidecar`` process (static member: ``POD_NAME`` is its
+``group.instance.id``, kept across restarts as a StatefulSet keeps pod names) and the harness app
+beside it, connected over a unix socket. A *plain member* is one confluent-kafka consumer process
+(``bench.scenarios.plain``): app and group member in one, so "restart the app" and "restart the
+sidecar" are both a restart of that process for it.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.scenarios.analysis import GroupEvent, current_assignment, rebalance_events
+from bench.scenarios.processes import Proc, child_env
+from bench.scenarios.settings import Settings
+from sidecar.embedded import free_port, wait_for
+
+PY = sys.executable
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a run happens: broker, topic and group, its directory, and the shared slow flag."""
+
+    settings: Settings
+    bootstrap: str
+    topic: str
+    group: str
+    workdir: Path
+    socket_dir: Path  # short: unix socket paths are limited to 107 bytes
+    slow_flag: Path
+    max_poll_ms: int
+
+
+class Member(ABC):
+    name: str
+    receipts: Path
+    app_word = "app"  # how event labels name what restart_app / kill_app act on
+    member_word = "sidecar"  # ... and what restart_member / kill_member act on
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop everything of this member (teardown; never raises)."""
+
+    @abstractmethod
+    def ready(self) -> bool: ...
+
+    @abstractmethod
+    def restart_app(self) -> None: ...
+
+    @abstractmethod
+    def restart_member(self) -> None:
+        """Restart the group member (the sidecar; for a plain consumer, the consumer)."""
+
+    @abstractmethod
+    def kill_app(self) -> None: ...
+
+    @abstractmethod
+    def kill_member(self) -> None: ...
+
+    @abstractmethod
+    def start_again(self) -> None:
+        """Start what a kill stopped (a container restart)."""
+
+    @abstractmethod
+    def events(self) -> list[GroupEvent]: ...
+
+    def assignment(self) -> set[int]:
+        return current_assignment(self.events())
+
+
+class SidecarMember(Member):
+    def __init__(self, site: Site, index: int) -> None:
+        self.name = f"pod-{index}"
+        self.receipts = site.workdir / f"{self.name}.receipts"
+        self._site = site
+        socket = site.socket_dir / f"{index}.sock"
+        self.grpc_address = f"unix://{socket}"
+        self.http_address = f"127.0.0.1:{free_port()}"
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": site.bootstrap,
+            "KAFKA_GROUP_ID": site.group,
+            "KAFKA_MAX_POLL_INTERVAL_MS": str(site.max_poll_ms),
+            "SIDECAR_TOPICS": site.topic,
+            "SIDECAR_GRPC_ADDRESS": self.grpc_address,
+            "SIDECAR_HTTP_ADDRESS": self.http_address,
+            "SIDECAR_LOG_FORMAT": "json",
+            "SIDECAR_LOG_LEVEL": "INFO",
+            **site.settings.sidecar_env,
+        }
+        if site.settings.static:  # as in a StatefulSet; unique per run (Tansu never expires static members)
+            env["POD_NAME"] = f"{self.name}-{uuid.uuid4().hex[:6]}"
+        self.sidecar = Proc(
+            f"{self.name}/sidecar",
+            [PY, "-m", "sidecar", "run"],
+            child_env(env),
+            site.workdir / f"{self.name}.sidecar.log",
+        )
+        app = [PY, "-m", "bench.scenarios.app", "--address", self.grpc_address]
+        app += ["--receipts", str(self.receipts), "--slow-flag", str(site.slow_flag)]
+        app += ["--max-in-flight", str(site.settings.batch)]
+        self.app = Proc(f"{self.name}/app", app, child_env({}), site.workdir / f"{self.name}.app.log")
+        self._killed: list[Proc] = []
+        drain_ms = int(site.settings.sidecar_env.get("SIDECAR_DRAIN_TIMEOUT_MS", "20000"))
+        self._stop_timeout_s = drain_ms / 1000 + 30
+
+    def start(self) -> None:
+        self.sidecar.start()
+        self.app.start()
+
+    def stop(self) -> None:
+        self.app.terminate(10)
+        self.sidecar.terminate(self._stop_timeout_s)
+
+    def ready(self) -> bool:
+        """The sidecar's /readyz: joined, and the app's stream connected."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_address}/readyz", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def restart_app(self) -> None:
+        self.app.terminate(10)
+        self.app.start()
+
+    def restart_member(self) -> None:
+        self.sidecar.terminate(self._stop_timeout_s)
+        self.sidecar.start()
+
+    def kill_app(self) -> None:
+        self.app.kill()
+        self._killed = [self.app]
+
+    def kill_member(self) -> None:
+        self.sidecar.kill()
+        self._killed = [self.sidecar]
+
+    def start_again(self) -> None:
+        for proc in self._killed:
+            proc.start()
+        self._killed = []
+
+    def events(self) -> list[GroupEvent]:
+        return rebalance_events(self.name, self.sidecar.incarnation_lines())
+
+
+class PlainMember(Member):
+    app_word = member_word = "consumer"
+
+    def __init__(self, site: Site, index: int, extra_args: tuple[str, ...] = ()) -> None:
+        """``extra_args``: more ``bench.scenarios.plain`` options (--strategy, --instance-id, --decoupled)."""
+        self.name = f"plain-{index}"
+        self.receipts = site.workdir / f"{self.name}.receipts"
+        s = site.settings
+        cmd = [PY, "-m", "bench.scenarios.plain", "--bootstrap", site.bootstrap, "--group", site.group]
+        cmd += ["--topic", site.topic, "--name", self.name, "--receipts", str(self.receipts)]
+        cmd += ["--slow-flag", str(site.slow_flag), "--batch", str(s.batch)]
+        cmd += ["--session-ms", str(s.baseline_session_ms), "--heartbeat-ms", str(s.baseline_heartbeat_ms)]
+        cmd += ["--max-poll-ms", str(site.max_poll_ms), *extra_args]
+        self.proc = Proc(self.name, cmd, child_env({}), site.workdir / f"{self.name}.log")
+
+    def start(self) -> None:
+        self.proc.start()
+
+    def stop(self) -> None:
+        self.proc.terminate(30)
+
+    def ready(self) -> bool:
+        """Running and holding partitions (what a plain consumer can show of itself)."""
+        if not self.proc.running():
+            return False
+        events = self.events()
+        latest = max((e.incarnation for e in events), default=0)
+        return latest == self.proc.starts and bool(self.assignment())
+
+    def restart_app(self) -> None:
+        self.restart_member()
+
+    def restart_member(self) -> None:
+        self.proc.terminate(30)
+        self.proc.start()
+
+    def kill_app(self) -> None:
+        self.proc.kill()
+
+    def kill_member(self) -> None:
+        self.proc.kill()
+
+    def start_again(self) -> None:
+        self.proc.start()
+
+    def events(self) -> list[GroupEvent]:
+        return rebalance_events(self.name, self.proc.incarnation_lines())
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll ``check()`` until true or ``timeout_s`` passed; whether it became true (a scenario goes on
+    and says so, rather than stopping half-way)."""
+    try:
+        wait_for(check, timeout_s, interval_s)
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,78 @@
+"""The two parameter sets of the harness: ``ci`` (seconds, small group, short timeouts) and ``full``.
+
+The full set keeps every default that matters as it is in production: the sidecar's own defaults
+(cooperative-sticky, 10 s session) and, for the baseline, librdkafka's (eager assignment, dynamic
+members, 45 s session timeout). Tansu makes every JoinGroup wait about half the session timeout
+(/work/shared/BROKERS.md), so a full baseline run takes minutes. The CI set shortens the session
+timeout to 6 s for both (the minimum real Kafka accepts) and keeps everything else.
+
+Membership: on Tansu the sidecars run as *dynamic* members by default, because Tansu's static
+membership is broken in a way that hangs a rolling restart (a second static member coming back waits
+forever for a rejoin that never comes; static members never expire there: see BROKERS.md and the
+xfail in tests/test_lifecycle.py). ``static`` (POD_NAME as group.instance.id, kept across restarts)
+is what a StatefulSet gives on Apache Kafka: ``--static``, best with ``--bootstrap`` of a real cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    members: int = 3  # group members (pods)
+    static: bool = False  # sidecars as static members (see the module docstring)
+    partitions: int = 6
+    rate: float = 300.0  # records/s produced, spread evenly over the partitions
+    batch: int = 100  # records per handler call (the app's max in flight; the plain consumer's consume())
+    # Extra environment of every sidecar (KAFKA_* and SIDECAR_*), on top of the sidecar's defaults.
+    sidecar_env: Mapping[str, str] = field(default_factory=dict)
+    baseline_session_ms: int = 45000  # librdkafka's default
+    baseline_heartbeat_ms: int = 3000  # librdkafka's default
+    max_poll_ms: int = 300000  # librdkafka's default, both variants, except in the slow-handler scenario
+    slow_max_poll_ms: int = 45000  # the slow-handler scenario (librdkafka wants it >= the session timeout)
+    slow_handler_s: float = 50.0  # per batch while the handler is slow: longer than slow_max_poll_ms
+    slow_window_s: float = 120.0  # how long the handler stays slow
+    before_s: float = 10.0  # steady traffic before the first event
+    after_s: float = 20.0  # traffic after the last event
+    gap_s: float = 2.0  # pause between the steps of a rolling restart, after the member is ready
+    down_s: float = 2.0  # how long a killed process stays down before it is started again
+    ready_timeout_s: float = 150.0
+    settle_timeout_s: float = 180.0
+    quiet_s: float = 3.0  # no rebalance for this long (and every partition owned) = settled
+    drain_timeout_s: float = 240.0  # after the producer stops, for every record to arrive
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+FULL = Settings(name="full", sidecar_env={"SIDECAR_DRAIN_TIMEOUT_MS": "10000"})
+
+CI = Settings(
+    name="ci",
+    members=2,
+    partitions=4,
+    rate=100.0,
+    batch=50,
+    sidecar_env={
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "SIDECAR_REVOKE_GRACE_MS": "3000",  # must stay below max.poll.interval.ms (6000 when slow)
+        "SIDECAR_DRAIN_TIMEOUT_MS": "3000",
+    },
+    baseline_session_ms=6000,
+    baseline_heartbeat_ms=1000,
+    slow_max_poll_ms=6000,
+    slow_handler_s=8.0,
+    slow_window_s=9.0,
+    before_s=2.0,
+    after_s=3.0,
+    gap_s=0.5,
+    down_s=1.0,
+    ready_timeout_s=40.0,
+    settle_timeout_s=45.0,
+    quiet_s=1.5,
+    drain_timeout_s=45.0,
+)

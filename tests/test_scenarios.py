@@ -1,0 +1,188 @@
+"""The scenario harness: its arithmetic (unit tests) and its short CI run on the session's Tansu.
+
+The CI run is the harness itself with the ``ci`` parameter set (2 members, 6 s session timeouts, a few
+seconds of traffic per phase): an app rolling restart with the sidecar must cause no rebalance and
+lose nothing, and a handler slower than max.poll.interval.ms must get plain consumers evicted and the
+sidecar not. ``python -m bench.scenarios --full`` is the long version, on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from bench.scenarios.__main__ import main, run_all
+from bench.scenarios.analysis import GroupEvent, Timeline, count_rebalances, rebalance_events, summarize
+from bench.scenarios.handler import Handler, Receipt, read_receipts
+from bench.scenarios.plot import plot_scenario
+from bench.scenarios.producer import Ack
+from bench.scenarios.report import table
+from bench.scenarios.scenarios import BY_NAME
+from bench.scenarios.settings import CI
+from sidecar.embedded import EmbeddedBroker
+
+# -- arithmetic -----------------------------------------------------------------------------------
+
+
+def test_lag_stall_lost_and_duplicates_from_observations() -> None:
+    # Partition 0: a record every second at t=0..9; each arrives 0.1 s later, except that nothing
+    # arrives between t=3.1 and t=8 (a stall: records 3..7 wait), when 4..7 arrive at once.
+    acks = [Ack(float(i), 0, i) for i in range(10)]
+    receipts = [Receipt(i + 0.1, 0, i, 1) for i in range(4)]
+    receipts += [Receipt(8.0, 0, i, 1) for i in range(4, 8)] + [Receipt(8.1, 0, 8, 1)]
+    receipts += [Receipt(8.0, 0, 3, 2)]  # record 3 again: a duplicate
+    # Partition 1: idle until one record at t=5, never received: lost.
+    acks.append(Ack(5.0, 1, 0))
+    line = Timeline.build(acks, receipts)
+    assert line.lost() == 2  # 0@9 and 1@0
+    assert line.duplicates() == 1
+    seconds, partition, since = line.longest_stall(end=20.0)
+    assert (seconds, partition, since) == (15.0, 1, 5.0)  # the lost record waited until the end
+    del line.acked[1]
+    assert line.longest_stall(end=20.0) == (11.0, 0, 9.0)  # record 9, acked at 9.0, never arrived
+    assert line.longest_stall(end=9.0) == (4.0, 0, 4.0)  # record 4, acked at 4.0, arrived at 8.0
+    times, per = line.lag_series(0.0, 9.0, 1.0)
+    assert times[:3] == [0.0, 1.0, 2.0]
+    # At t=7: 8 records acked (0..7), 4 received (0..3) -> lag 4; at t=8.0 all of 0..7 arrived.
+    assert per[0][7] == 4
+    assert per[0][8] == 1
+
+
+def test_rebalances_count_generations_of_running_members_once() -> None:
+    def event(
+        t: float, member: str, gen: int | None, *, first: bool = False, lost: bool = False
+    ) -> GroupEvent:
+        return GroupEvent(t, member, 1, first, gen, (), (), lost)
+
+    events = [
+        event(1, "a", 1, first=True),
+        event(1, "b", 1, first=True),  # the initial join: before the group settled
+        event(12, "a", 2),
+        event(12, "b", 2),  # one rebalance seen by two members: counted once
+        event(20, "c", 2, first=True),  # a static member coming back: its own join, nobody else's
+        event(30, "a", 3, lost=True),  # evicted, then rejoined
+        event(31, "b", 3),
+    ]
+    assert count_rebalances(events, settled_at=10) == (2, 1)
+    assert count_rebalances(events[:5], settled_at=10) == (1, 0)
+
+
+def test_rebalance_events_are_read_from_json_log_lines_per_incarnation() -> None:
+    line = json.dumps(
+        {
+            "event": "rebalance",
+            "timestamp": "2026-01-01T00:00:05+00:00",
+            "generation": 4,
+            "added": ["orders[0]", "orders[12]"],
+            "revoked": ["orders[3]"],
+            "lost": False,
+        }
+    )
+    events = rebalance_events("pod-0", [["plain text", line, line], [line]])
+    assert [(e.incarnation, e.first) for e in events] == [(1, True), (1, False), (2, True)]
+    assert events[0].added == (0, 12)
+    assert events[0].revoked == (3,)
+    assert events[0].generation == 4
+
+
+def test_slow_handler_is_bounded_by_the_recovery_time(tmp_path: Path) -> None:
+    flag = tmp_path / "slow"
+    handler = Handler(tmp_path / "receipts", flag)
+    assert handler.slowness(100.0) == 0.0  # no flag: fast
+    flag.write_text("8 105\n")  # 8 s per batch until t=105
+    assert handler.slowness(100.0) == 5.0
+    assert handler.slowness(90.0) == 8.0
+    assert handler.slowness(106.0) == 0.0
+    flag.write_text("garbage")
+    assert handler.slowness(100.0) == 0.0
+    handler.handle([(0, 7, 1), (1, 3, 2)])
+    handler.close()
+    assert [(r.partition, r.offset, r.attempt) for r in read_receipts(tmp_path / "receipts")] == [
+        (0, 7, 1),
+        (1, 3, 2),
+    ]
+
+
+def test_report_table_and_plot_from_a_synthetic_result(tmp_path: Path) -> None:
+    acks = [Ack(float(i) / 10, i % 2, i // 2) for i in range(100)]
+    receipts = [Receipt(a.t + 0.05, a.partition, a.offset, 1) for a in acks]
+    result = summarize(acks, receipts, [], settled_at=0.0, end=12.0)
+    result.update(marks=[(2.0, "restart app pod-0")], rebalance_times=[3.0], producer_stopped_at_s=10.0)
+    assert result["figures"]["lost"] == 0
+    assert result["figures"]["peak_lag"] <= 2
+    text = table({"app-kill": {"sidecar": result}})
+    assert "app-kill" in text
+    assert "0 / -" in text
+    png = tmp_path / "plot.png"
+    plot_scenario("synthetic", {"sidecar": result, "baseline": result}, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png.read_bytes()[16:24])
+    assert width > 1000
+    assert height > 600
+
+
+def test_command_line_refuses_bad_input() -> None:
+    with pytest.raises(SystemExit):
+        main(["--only", "no-such-scenario"])
+    with pytest.raises(SystemExit, match="--members 9 > 4 partitions"):
+        main(["--members", "9"])
+
+
+# -- the short run on a real broker ----------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_ci_run_app_rolling_restart_costs_no_rebalance_and_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    results = run_all(
+        CI, [BY_NAME["app-rolling-restart"]], ["sidecar"], tmp_path, plots=True, bootstrap=broker.bootstrap
+    )
+    figures = results["app-rolling-restart"]["sidecar"]["figures"]
+    assert figures["produced"] > 0
+    assert figures["lost"] == 0
+    assert figures["rebalances"] == 0
+    assert figures["evictions"] == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    entry = report["scenarios"]["app-rolling-restart"]
+    assert report["settings"]["name"] == "ci"
+    assert set(entry) == {"plot", "sidecar"}
+    assert [label for _, label in entry["sidecar"]["marks"]] == ["restart app pod-0", "restart app pod-1"]
+    assert set(entry["sidecar"]["figures"]) >= {
+        "rebalances",
+        "evictions",
+        "longest_stall_s",
+        "peak_lag",
+        "lost",
+        "duplicates",
+    }
+    assert Path(entry["plot"]).read_bytes()[:4] == b"\x89PNG"
+    run_dir = Path(entry["sidecar"]["workdir"])
+    assert (run_dir / "receipts.csv").exists()
+    assert (run_dir / "series.json").exists()
+
+
+@pytest.mark.integration
+def test_ci_run_slow_handler_evicts_plain_consumers_and_not_the_sidecar(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    results = run_all(
+        CI,
+        [BY_NAME["slow-handler"]],
+        ["sidecar", "baseline"],
+        tmp_path,
+        plots=False,
+        bootstrap=broker.bootstrap,
+    )
+    sidecar, baseline = (results["slow-handler"][v]["figures"] for v in ("sidecar", "baseline"))
+    assert sidecar["evictions"] == 0
+    assert sidecar["rebalances"] == 0
+    assert baseline["evictions"] >= 1
+    assert baseline["rebalances"] >= 1
+    assert sidecar["lost"] == 0
+    assert baseline["lost"] == 0
+    assert sidecar["produced"] > 0
+    assert baseline["produced"] > 0
