@@ -1,0 +1,302 @@
+"""The benchmark's runs: throughput (direct, sidecar, per-message), latency, memory.
+
+Every run uses the same local broker and, for throughput, the same preloaded topic, each with a
+fresh consumer group, so the figures of one invocation are comparable as ratios. Consumers run in
+their own processes (``bench.consumers``); the sidecar is the real ``kafka-sidecar`` daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.consumers import LATENCY_HEADER
+from sidecar.embedded import committed_offsets, free_port
+
+Progress = Callable[[str], None]
+
+# Tansu waits session.timeout.ms / 2 on every join: keep it short (and legal on Apache Kafka).
+SESSION_TIMEOUT_MS = "6000"
+# Tansu answers a fetch only when fetch.wait.max.ms (500 by default) runs out, even when data is
+# there, which would swamp the latency figures; both consumers of the latency run use this instead.
+LATENCY_FETCH_WAIT_MS = "100"
+
+
+@dataclass
+class Result:
+    """One consumer process's report (see ``bench.consumers``)."""
+
+    count: int
+    first: float
+    last: float
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        span = self.last - self.first
+        return self.count / span if span > 0 else 0.0
+
+
+class Process:
+    """A child process with its output in files, stopped by PID, every wait bounded."""
+
+    def __init__(self, name: str, cmd: list[str], env: Mapping[str, str], workdir: Path) -> None:
+        self.name = name
+        self.out = workdir / f"{name}.out"
+        self.err = workdir / f"{name}.err"
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.popen = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **env})
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError(
+                f"{self.name} did not finish in {timeout:.0f}s; log:\n{self.log_tail()}"
+            ) from None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+    def log_tail(self, limit: int = 3000) -> str:
+        return self.err.read_text(errors="replace")[-limit:]
+
+    def result(self) -> Result:
+        lines = self.out.read_text().strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"{self.name} printed no result; log:\n{self.log_tail()}")
+        data = json.loads(lines[-1])
+        return Result(data["count"], data["first"], data["last"], data.get("latencies_ms", []))
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM: the most resident memory the process ever had."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
+
+class Bench:
+    """One benchmark invocation: a broker address, a scratch directory, and how to start things."""
+
+    def __init__(self, bootstrap: str, workdir: Path, progress: Progress) -> None:
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        self.progress = progress
+        self._n = 0
+
+    def _name(self, kind: str) -> str:
+        self._n += 1
+        return f"{self._n:02d}-{kind}"
+
+    def consumer(self, kind: str, *args: str) -> Process:
+        cmd = [sys.executable, "-m", "bench.consumers", kind, *args]
+        return Process(self._name(kind), cmd, {}, self.workdir)
+
+    def sidecar(self, topic: str, group: str, env: Mapping[str, str] | None = None) -> tuple[Process, str]:
+        """Start the daemon on a unix socket; returns it and its gRPC address."""
+        socket = Path(tempfile.mkdtemp(prefix="ks-", dir="/tmp")) / "sidecar.sock"
+        http = f"127.0.0.1:{free_port()}"
+        full = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_GROUP_ID": group,
+            "KAFKA_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
+            "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+            "SIDECAR_TOPICS": topic,
+            "SIDECAR_GRPC_ADDRESS": f"unix://{socket}",
+            "SIDECAR_HTTP_ADDRESS": http,
+            **(env or {}),
+        }
+        process = Process(self._name("sidecar"), [sys.executable, "-m", "sidecar", "run"], full, self.workdir)
+        deadline = time.monotonic() + 30
+        while not _http_ok(f"http://{http}/healthz"):
+            if process.popen.poll() is not None or time.monotonic() > deadline:
+                process.stop()
+                raise RuntimeError(f"the sidecar did not start; log:\n{process.log_tail()}")
+            time.sleep(0.05)
+        return process, f"unix://{socket}"
+
+    def wait_committed(self, group: str, topic: str, expected: dict[int, int], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = committed_offsets(self.bootstrap, group, topic, max(expected) + 1)
+            if all(got.get(p) == o for p, o in expected.items()):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"group {group}: committed {got}, expected {expected}")
+            time.sleep(0.2)
+
+    # -- throughput -----------------------------------------------------------------------------
+
+    def direct(self, topic: str, records: int, timeout: float) -> Result:
+        group = f"direct-{uuid.uuid4().hex[:8]}"
+        p = self.consumer(
+            "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", group,
+            "--records", str(records), "--timeout", str(timeout),
+        )  # fmt: skip
+        p.wait(timeout + 60)
+        return _checked(p, records)
+
+    def through_sidecar(
+        self,
+        topic: str,
+        records: int,
+        expected: dict[int, int] | None,
+        timeout: float,
+        *,
+        per_message: bool = False,
+    ) -> Result:
+        """The app's view; with ``expected`` the run also checks that everything got committed."""
+        group = f"sidecar-{uuid.uuid4().hex[:8]}"
+        env = {"SIDECAR_MAX_BATCH_RECORDS": "1"} if per_message else {}
+        sidecar, address = self.sidecar(topic, group, env)
+        try:
+            args = ["--address", address, "--records", str(records), "--timeout", str(timeout)]
+            app = self.consumer("app", *args, *(["--per-message"] if per_message else []))
+            app.wait(timeout + 60)
+            result = _checked(app, records)
+            if expected is not None:
+                self.wait_committed(group, topic, expected)
+            return result
+        finally:
+            sidecar.stop()
+
+    # -- latency --------------------------------------------------------------------------------
+
+    def latency(self, topic: str, rate: int, seconds: float, partitions: int) -> tuple[Result, Result]:
+        """Produce at ``rate`` for ``seconds`` while a bare consumer and the sidecar's app both read."""
+        total = int(rate * seconds)
+        direct_group, sidecar_group = (
+            f"lat-direct-{uuid.uuid4().hex[:6]}",
+            f"lat-sidecar-{uuid.uuid4().hex[:6]}",
+        )
+        sidecar, address = self.sidecar(
+            topic, sidecar_group, {"KAFKA_FETCH_WAIT_MAX_MS": LATENCY_FETCH_WAIT_MS}
+        )
+        try:
+            count = str(total + partitions)  # and one warm-up record per partition
+            direct = self.consumer(
+                "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", direct_group,
+                "--records", count, "--latency", "--timeout", str(seconds + 120),
+                "--fetch-wait-ms", LATENCY_FETCH_WAIT_MS,
+            )  # fmt: skip
+            app = self.consumer("app", "--address", address, "--records", count, "--latency",
+                                "--timeout", str(seconds + 120))  # fmt: skip
+            # Both must own their partitions before the clock starts: a join on Tansu takes seconds.
+            self._wait_assigned(direct_group, sidecar_group, topic, partitions)
+            self.progress(f"latency: producing {total} records at {rate}/s for {seconds:.0f}s")
+            _produce_steady(self.bootstrap, topic, rate, total, partitions)
+            direct.wait(seconds + 180)
+            app.wait(seconds + 180)
+            return _checked(direct, total + partitions), _checked(app, total + partitions)
+        finally:
+            sidecar.stop()
+
+    def _wait_assigned(self, direct_group: str, sidecar_group: str, topic: str, partitions: int) -> None:
+        """Wait until both groups have committed a starting point for every partition (bounded)."""
+        warmup = f"{LATENCY_HEADER}-warmup"
+        from confluent_kafka import Producer
+
+        producer = Producer({"bootstrap.servers": self.bootstrap})
+        for p in range(partitions):
+            producer.produce(topic, b"warmup", partition=p, headers=[(warmup, b"1")])
+        producer.flush(10)
+        expected = dict.fromkeys(range(partitions), 1)
+        self.wait_committed(direct_group, topic, expected, timeout=60)
+        self.wait_committed(sidecar_group, topic, expected, timeout=60)
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def memory(self, topic: str, seconds: float) -> tuple[float, list[float]]:
+        """Peak RSS of the sidecar with the whole topic as backlog and a slow app; RSS samples."""
+        group = f"memory-{uuid.uuid4().hex[:8]}"
+        sidecar, address = self.sidecar(topic, group)
+        samples = []
+        try:
+            app = self.consumer("app", "--address", address, "--records", "100000000", "--delay-ms", "200",
+                                "--max-in-flight", "500", "--timeout", str(seconds + 30))  # fmt: skip
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                samples.append(round(sidecar.rss_mb(), 1))
+            peak = sidecar.peak_rss_mb()
+            app.stop()
+            return peak, samples
+        finally:
+            sidecar.stop()
+
+
+def _checked(p: Process, records: int) -> Result:
+    result = p.result()
+    if result.count < records:
+        raise RuntimeError(f"{p.name} saw {result.count} of {records} records; log:\n{p.log_tail()}")
+    return result
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _produce_steady(bootstrap: str, topic: str, rate: int, total: int, partitions: int) -> None:
+    """``total`` records at ``rate`` per second, each stamped with ``time.time_ns()`` in header ``t``."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "1"})
+    value = b"x" * 100
+    start = time.monotonic()
+    for i in range(total):
+        ahead = start + i / rate - time.monotonic()
+        if ahead > 0.001:
+            time.sleep(ahead)
+        producer.produce(
+            topic, value, key=b"k%d" % i, partition=i % partitions,
+            headers=[(LATENCY_HEADER, struct.pack(">q", time.time_ns()))],
+        )  # fmt: skip
+        if i % 100 == 0:
+            producer.poll(0)
+    if producer.flush(30):
+        raise RuntimeError("latency producer could not deliver everything")
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile (1..99) of ``values``."""
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "runs": [round(v) for v in values]}
