@@ -1,0 +1,18 @@
+/**
+ * TypeScript client of kafka-sidecar: receive Kafka records from the sidecar beside you, and ack them.
+ *
+ * The sidecar is the Kafka consumer-group member and commits only what was acked, so delivery is
+ * at-least-once: process records idempotently.
+ */
+export { type Range, compress } from "./acks";
+export { CLOSE_TIMEOUT_MS, Consumer, type ConsumerOptions, type Logger, type Records } from "./consumer";
+export {
+  type AssignmentChange,
+  type Header,
+  Record,
+  type Rejection,
+  type RequestKind,
+  SidecarError,
+  TimestampType,
+  type TopicPartition,
+} from "./records";
