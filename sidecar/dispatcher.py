@@ -145,6 +145,7 @@ class Dispatcher:
         self.parked_records = 0
         self.expired_total = 0
         self.skipped_on_assign = 0
+        self._stuck: tuple[int, int] | None = (0, 0)  # see ``stuck``; None: to be counted again
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -214,6 +215,8 @@ class Dispatcher:
             if part is None:
                 continue
             part.revoking = True
+            if part.parked:
+                self._stuck = None
             for lane in part.lanes.values():
                 self._ready.pop(lane, None)
                 while lane.queue:
@@ -293,6 +296,8 @@ class Dispatcher:
             record.lane = lane
             lane.queue.append(record)
             self.buffered_records += 1
+            if lane.blocked:
+                self._stuck = None
             if lane not in self._ready and self._may_deliver(lane):
                 self._ready[lane] = None
         return dropped
@@ -465,6 +470,7 @@ class Dispatcher:
             part.parked.append(record)
             self.parked_records += 1
             self.buffered_records += 1
+            self._stuck = None
             if lane.exclusive:
                 lane.blocked = True
                 self._ready.pop(lane, None)
@@ -475,15 +481,22 @@ class Dispatcher:
         out, self._outbox = self._outbox, []
         return out
 
+    def dead_letter_moved(self, letter: DeadLetter) -> bool:
+        """True (and the record let go of) if ``letter``'s partition was revoked or lost since it was
+        given up: the partition's next owner delivers the record again, so it is not written here."""
+        lane = letter.record.lane
+        assert isinstance(lane, _Lane)
+        if self._partitions.get(lane.part.tp) is lane.part:
+            return False
+        self._release(letter.record)
+        return True
+
     def dead_lettered(self, letter: DeadLetter) -> bool:
         """The broker has ``letter``: ack its record. False if its partition moved on meanwhile."""
-        record = letter.record
-        lane = record.lane
-        assert isinstance(lane, _Lane)
-        part = lane.part
-        if self._partitions.get(part.tp) is not part:
-            self._release(record)  # the partition's next owner delivers it again
+        if self.dead_letter_moved(letter):
             return False
+        record = letter.record
+        part = cast(_Lane, record.lane).part
         part.dead_lettering -= 1
         part.tracker.ack(record.offset, received=True)
         self._release(record)
@@ -574,7 +587,9 @@ class Dispatcher:
         if part is None:
             return Outcome(0, Rejection(RejectReason.NOT_ASSIGNED, tp, list(offsets), list(ranges))), []
         in_flight = part.in_flight
-        taken: list[Record] = []
+        # Keyed by offset: a request may name an offset twice (a repeat, or overlapping ranges), and
+        # each record must be taken out of flight once.
+        taken: dict[int, Record] = {}
         missing_offsets = []
         missing_ranges = []
         for offset in offsets:
@@ -582,25 +597,30 @@ class Dispatcher:
             if record is None or record.stream != sid:
                 missing_offsets.append(offset)
             else:
-                taken.append(record)
+                taken[offset] = record
         for first, last in ranges:
-            before = len(taken)
+            hits = 0
             if last - first < len(in_flight):
                 for offset in range(first, last + 1):
                     record = in_flight.get(offset)
                     if record is not None and record.stream == sid:
-                        taken.append(record)
+                        taken[offset] = record
+                        hits += 1
             else:
-                taken.extend(r for o, r in in_flight.items() if first <= o <= last and r.stream == sid)
-            if len(taken) == before:
+                for offset, record in in_flight.items():
+                    if first <= offset <= last and record.stream == sid:
+                        taken[offset] = record
+                        hits += 1
+            if not hits:
                 missing_ranges.append((first, last))
+        records = list(taken.values())
         if remove:
-            for record in taken:
+            for record in records:
                 self._unlink(part, record)
-        outcome = Outcome(len(taken))
+        outcome = Outcome(len(records))
         if missing_offsets or missing_ranges:
             outcome.rejection, outcome.stale = self._classify(sid, tp, missing_offsets, missing_ranges)
-        return outcome, taken
+        return outcome, records
 
     def _classify(
         self, sid: int, tp: TopicPartition, offsets: list[int], ranges: list[tuple[int, int]]
@@ -763,6 +783,29 @@ class Dispatcher:
             if text:
                 out[tp] = text
         return out
+
+    def stuck(self) -> tuple[int, int]:
+        """Records (and bytes) that cannot drain while the sidecar runs: parked records and, in
+        ``partition`` ordering, the records queued behind them.
+
+        Such a partition is held (not fetched), so what it holds is bounded; leaving it out of the
+        backlog keeps one parked partition from pausing the healthy ones for good. (In ``key``
+        ordering only the key waits and its partition keeps flowing, so its records still count.)
+        Counted again only after something parked, queued behind a parked record, or was revoked.
+        """
+        if self._stuck is None:
+            records = nbytes = 0
+            for part in self._partitions.values():
+                if not part.parked:
+                    continue
+                held = list(part.parked)
+                if self.policy.ordering is Ordering.PARTITION:
+                    for lane in part.lanes.values():
+                        held.extend(lane.queue)
+                records += len(held)
+                nbytes += sum(r.size for r in held)
+            self._stuck = (records, nbytes)
+        return self._stuck
 
     def held(self) -> frozenset[TopicPartition]:
         """Partitions not to fetch for now: gaps overflowing the metadata, or blocked by a parked record."""

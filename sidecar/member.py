@@ -83,6 +83,7 @@ class GroupMember:
         self._held: frozenset[TopicPartition] = frozenset()  # not fetched: see handoff.Hold
         self._assignment_changed = False
         self._epoch = 0  # rebalance callbacks so far; the pipeline counts the same ones (see Commit)
+        self._moved_at: dict[TopicPartition, int] = {}  # the epoch a partition was last assigned or taken
         self.rebalances = RebalanceTracker()  # count, duration and log line of each rebalance
         self._stats_ms = int(config.kafka.get("statistics.interval.ms", "0"))
         self.lag = LagMonitor(lambda: self.rebalances.assignment, max(self._stats_ms, 1000) / 1000)
@@ -271,10 +272,17 @@ class GroupMember:
 
     def _close(self, consumer: Consumer, command: Close) -> None:
         try:
-            if command.epoch == self._epoch:
-                self._commit_sync(consumer, command.offsets, "final")
-            else:  # a revoke inside the last poll committed what it took; the rest was committed before
-                log.warning("final commit skipped: a rebalance happened while draining")
+            offsets = command.offsets
+            if command.epoch != self._epoch:
+                # A rebalance while draining: a revoke committed what it took, and a lost partition
+                # must not be committed. The partitions no callback touched are still ours, as they were.
+                offsets = {tp: p for tp, p in offsets.items() if self._moved_at.get(tp, 0) <= command.epoch}
+                log.warning(
+                    "a rebalance happened while draining: the final commit covers %d of %d partitions",
+                    len(offsets),
+                    len(command.offsets),
+                )
+            self._commit_sync(consumer, offsets, "final")
             # A static member (group.instance.id) does not leave the group here, so a pod that comes
             # back within the session timeout keeps its partitions without a rebalance.
             consumer.close()
@@ -284,9 +292,14 @@ class GroupMember:
 
     # -- rebalance callbacks (inside consume(), on this thread) ---------------------------------
 
+    def _new_epoch(self, tps: list[TopicPartition]) -> None:
+        """A rebalance callback: one more epoch, and ``tps`` were assigned or taken in it."""
+        self._epoch += 1
+        self._moved_at.update(dict.fromkeys(tps, self._epoch))
+
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
-        self._epoch += 1
+        self._new_epoch(tps)
         self._assignment_changed = True
         self._handoff.assigned(tps, self._committed(consumer, partitions))
         self.joined.set()
@@ -315,7 +328,7 @@ class GroupMember:
         tps = _tps(partitions)
         self.rebalances.revoked(tps)
         self.lag.forget(tps)
-        self._epoch += 1
+        self._new_epoch(tps)
         log.info("revoking %s", [str(tp) for tp in tps])
         offsets = self._handoff.revoked(tps)
         self._commit_sync(consumer, offsets, "revoke")
@@ -324,7 +337,7 @@ class GroupMember:
         tps = _tps(partitions)
         self.rebalances.revoked(tps, lost=True)
         self.lag.forget(tps)
-        self._epoch += 1
+        self._new_epoch(tps)
         log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
         self._handoff.lost(tps)
 

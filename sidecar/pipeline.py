@@ -179,7 +179,11 @@ class Pipeline:
         if delivered:
             metrics.RECORDS_DELIVERED.inc(delivered)
         if self._handoff is not None:
-            self._handoff.publish_released(dispatcher.released_records, dispatcher.released_bytes)
+            released, nbytes = dispatcher.released_records, dispatcher.released_bytes
+            if dispatcher.parked_records:  # what cannot drain must not keep fetching paused
+                stuck, stuck_bytes = dispatcher.stuck()
+                released, nbytes = released + stuck, nbytes + stuck_bytes
+            self._handoff.publish_released(released, nbytes)
         metrics.BUFFERED_RECORDS.set(dispatcher.buffered_records)
         metrics.IN_FLIGHT_RECORDS.set(dispatcher.in_flight_records)
 
@@ -234,8 +238,15 @@ class Pipeline:
         assert sink is not None
         try:
             sink.write(letter, self._dead_letter_done)
-        except BufferError as exc:  # the producer's queue is full: try again shortly
-            self._dead_letter_done(letter, exc)
+        except Exception as exc:  # a full queue (BufferError) or a refusal such as a record too large:
+            self._dead_letter_done(letter, exc)  # logged and tried again, never dropped
+
+    def _retry_dead_letter(self, letter: DeadLetter) -> None:
+        if self._dispatcher.dead_letter_moved(letter):
+            r = letter.record
+            log.info("not dead-lettering %s[%d]@%d: the partition moved on", r.topic, r.partition, r.offset)
+            return
+        self._write_dead_letter(letter)
 
     def _dead_letter_done(self, letter: DeadLetter, error: Exception | None) -> None:
         r = letter.record
@@ -260,7 +271,7 @@ class Pipeline:
             error,
             delay,
         )
-        asyncio.get_running_loop().call_later(delay, self._write_dead_letter, letter)
+        asyncio.get_running_loop().call_later(delay, self._retry_dead_letter, letter)
 
     def _broadcast(self, event: AssignmentEvent) -> None:
         for sink in list(self._sinks.values()):

@@ -274,8 +274,18 @@ def test_without_a_dead_letter_topic_skip_acks_and_block_parks() -> None:
     assert block.parked_records == 1
     assert block.watermarks() == {T0: 0}
     assert block.held() == frozenset({T0})
+    # The parked record and the two behind it cannot drain: left out of the backlog, they cannot keep
+    # fetching paused for the healthy partitions (the held partition is not fetched, so they are bounded).
+    size = sum(r.size for r in plain(T0, 0, 3))
+    assert block.stuck() == (3, size)
     block.add_records(plain(T1, 0, 1))
     assert deliver(block) == {s: [(1, 0, 1)]}  # other partitions flow
+    assert block.stuck() == (3, size)
+    block.add_records(plain(T0, 3, 1))  # in transit when the partition was held
+    assert block.stuck()[0] == 4
+    block.begin_revoke([T0])
+    assert block.stuck() == (0, 0)  # released instead
+    assert block.parked_records == 0
 
 
 # -- ordering modes -----------------------------------------------------------------------------------

@@ -371,3 +371,24 @@ def test_partition_assigned_back_while_still_revoking_starts_afresh() -> None:
     assert [r.offset for r in batch] == [2, 3, 4]
     assert d.buffered_records == 0
     assert d.in_flight_records == 3
+
+
+def test_an_offset_named_twice_in_one_request_is_taken_once() -> None:
+    """A repeat, or overlapping offsets and ranges, must not corrupt what is in flight."""
+    d = Dispatcher()
+    d.assign([T0])
+    d.add_records(records(T0, 0, 6))
+    sid = d.open_stream()
+    d.grant(sid, 6)
+    d.next_deliveries()
+    outcome = d.ack(sid, T0, [2, 2, 1], [(0, 3), (2, 4)])
+    assert outcome.accepted == 5
+    assert outcome.rejection is None
+    assert d.commit_offsets() == {T0: 5}
+    # The nack path takes records the same way: offset 5 goes back once and comes again once.
+    assert d.nack(sid, T0, [5, 5], [(5, 5)], delay_s=0.0).accepted == 1
+    d.grant(sid, 5)
+    again = [r for _, batch in d.next_deliveries() for r in batch]
+    assert [(r.offset, r.attempt) for r in again] == [(5, 2)]
+    d.ack(sid, T0, [5])
+    assert d.commit_offsets() == {T0: 6}
