@@ -39,6 +39,8 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     """A bare consumer doing what the sidecar does for the app: read key, value, headers; commit."""
     from confluent_kafka import Consumer, KafkaException
 
+    from sidecar.member import consume_available
+
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -58,7 +60,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     nbytes = 0
     deadline = time.monotonic() + args.timeout
     while count < args.records and time.monotonic() < deadline:
-        messages = consumer.consume(1000, 0.1)
+        messages = consume_available(consumer, 1000)  # the sidecar's own way: no wait for a full batch
         if time.monotonic() - last_commit >= 1.0:  # like the sidecar: every second, asynchronously
             with contextlib.suppress(KafkaException):  # nothing consumed yet: nothing to commit
                 consumer.commit(asynchronous=True)

@@ -34,6 +34,19 @@ POLL_BATCH = 1000
 COMMITTED_TIMEOUT_S = 10.0
 
 
+def consume_available(consumer: Consumer, limit: int) -> list[Message]:
+    """Wait (up to the poll timeout) for one message, then take what else is queued, up to ``limit``.
+
+    ``consume(limit, timeout)`` alone waits until ``limit`` messages are there or the timeout runs out,
+    which at a modest rate holds every record for the whole timeout. This returns as soon as records
+    arrive and still batches under load (what piled up while the last batch was handed over).
+    """
+    messages = consumer.consume(1, POLL_TIMEOUT_S)
+    if messages and limit > 1:
+        messages += consumer.consume(limit - 1, 0)
+    return messages
+
+
 def check_kafka_config(conf: Mapping[str, str]) -> None:
     """Let librdkafka judge every property and value, without connecting anywhere.
 
@@ -145,7 +158,7 @@ class GroupMember:
             room = self._apply_backpressure(consumer)
             if self._paused and self._stats_ms > 0 and self.lag.refresh_due():
                 self.lag.refresh(lambda tp: _high_watermark(consumer, tp))  # no fetches: ask the broker
-            messages = consumer.consume(min(POLL_BATCH, room), POLL_TIMEOUT_S)
+            messages = consume_available(consumer, min(POLL_BATCH, room))
             if messages:
                 self._hand_over(messages)
 
