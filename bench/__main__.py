@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import exit_on_sigterm
 from bench.race import Bench, percentile
 from sidecar.embedded import EmbeddedBroker, create_topic, produce
 
@@ -44,7 +45,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--per-message-records",
         type=int,
         default=20_000,
-        help="records the per-message run reads (it is ~100x slower; its rate is measured on these)",
+        help="records the per-message run reads (it is ~10x slower; its rate is measured on these)",
     )
     p.add_argument("--latency-rate", type=int, default=5_000, help="records/s during the latency run")
     p.add_argument("--latency-seconds", type=float, default=30.0)
@@ -148,6 +149,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    exit_on_sigterm()
     started = time.monotonic()
     result = run(args)
     result["seconds"] = round(time.monotonic() - started, 1)

@@ -93,8 +93,7 @@ async def run_app(args: argparse.Namespace) -> dict[str, Any]:
     count, first = 0, 0.0
     latencies: list[float] = []
     nbytes = 0
-    max_in_flight = 1 if args.per_message else args.max_in_flight
-    async with AsyncConsumer(args.address, max_in_flight=max_in_flight) as consumer:
+    async with AsyncConsumer(args.address, max_in_flight=args.max_in_flight) as consumer:
         deadline = time.monotonic() + args.timeout
         while count < args.records and time.monotonic() < deadline:
             batch = await consumer.receive(timeout=1.0)

@@ -6,6 +6,7 @@ reports wrongly). Rebalances are observed through the sidecar's own metrics.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,9 @@ def test_app_killed_and_restarted_redelivers_only_unacked_without_rebalance(
     redelivered = {(p, o) for p, o, attempt in second if attempt > 1}
     assert twice <= redelivered
     assert len(redelivered) <= 200
+    # The sidecar's disconnect line counts exactly those: what was in flight on the killed stream.
+    closed = [int(n) for n in re.findall(r"closed: (\d+) unacked records go back", sidecar.log_text())]
+    assert closed[0] == len(redelivered), closed
     # The consumer group never noticed: no revoke or assignment after the first one.
     assert rebalance_events(sidecar.http_address) == before
 
@@ -152,7 +156,14 @@ def test_two_sidecars_split_partitions_and_cooperative_leave_moves_only_its_part
     first = produce(broker.bootstrap, topic, 3_000)
     a, b, out_a, out_b = start_pair(sidecar_factory, app_factory, tmp_path, topic=topic, group_id=group_id)
     a_before = rebalance_events(a.http_address)
+    b_partitions = metrics(b.http_address).get("kafka_consumer_assigned_partitions")
+    assert b_partitions is not None
+    assert 0 < b_partitions < 6
     assert b.terminate(timeout=40) == 0
+    # b left cooperatively: one revoke of exactly its own partitions (a dynamic member leaves on close).
+    revokes = [line for line in b.log_text().splitlines() if "revoking [" in line]
+    assert len(revokes) == 1, revokes
+    assert revokes[0].count(f"{topic}[") == b_partitions, revokes
 
     wait_for(
         "a to take all 6 partitions",

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import exit_on_sigterm
 from bench.scenarios.plot import plot_scenario
 from bench.scenarios.report import table, write_json
 from bench.scenarios.runner import VARIANTS, RunFailed, run_variant, say
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    exit_on_sigterm()
     if args.command == "practical":
         from bench.scenarios.practical import run_practical
 
