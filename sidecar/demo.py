@@ -155,8 +155,10 @@ def _scenario(
     )
     summary = {
         "produced": total,
-        "delivered": len(rows),
-        "redelivered": sum(1 for *_, attempt in rows if attempt > 1),
+        # What the sidecar sent (redeliveries included) and put back for redelivery, from its metrics:
+        # the apps' own files miss what the first app had received but not yet written at the kill.
+        "delivered": int(metrics.get("kafka_sidecar_records_delivered_total", 0)),
+        "redelivered": int(metrics.get("kafka_sidecar_records_redelivered_total", 0)),
         "acked": int(metrics.get("kafka_sidecar_records_acked_total", 0)),
         "committed": sum(
             committed_offsets(bootstrap, group, topic, max(report.expected_commits) + 1).values()

@@ -112,4 +112,6 @@ def test_demo_command_runs_end_to_end_and_reports_nothing_lost() -> None:
     assert lines["produced"] == "3000"
     assert lines["lost"] == "0"
     assert lines["committed"] == "3000"
+    # Everything was sent once, and what went back at the kill once more.
+    assert int(lines["delivered"]) == 3000 + int(lines["redelivered"])
     assert "OK: nothing lost" in result.stdout
