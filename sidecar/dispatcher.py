@@ -243,9 +243,10 @@ class Dispatcher:
                 offsets[part.tp] = mark
         return offsets
 
-    def lose(self, tps: Iterable[TopicPartition]) -> None:
-        """Forget ``tps`` without committing: the group already gave them to someone else."""
-        self._remove(tps)
+    def lose(self, tps: Iterable[TopicPartition]) -> list[TopicPartition]:
+        """Forget ``tps`` without committing: the group already gave them to someone else. Returns
+        the ones that were here."""
+        return [part.tp for part in self._remove(tps)]
 
     def _remove(self, tps: Iterable[TopicPartition]) -> list[_Partition]:
         tps = list(tps)

@@ -34,9 +34,10 @@ class LoopSide(Protocol):
     """What the loop offers the poll thread (implemented by the pipeline)."""
 
     def on_records(self, records: list[Record]) -> None: ...
-    def on_assigned(self, tps: list[TopicPartition], committed: Committed) -> None: ...
-    def on_revoked(self, tps: list[TopicPartition]) -> Awaitable[Offsets]: ...
-    def on_lost(self, tps: list[TopicPartition]) -> None: ...
+    # ``epoch``: the member's count of rebalance callbacks, this one included (see ``Commit``).
+    def on_assigned(self, tps: list[TopicPartition], committed: Committed, epoch: int) -> None: ...
+    def on_revoked(self, tps: list[TopicPartition], epoch: int) -> Awaitable[Offsets]: ...
+    def on_lost(self, tps: list[TopicPartition], epoch: int) -> None: ...
     def on_commit_failed(self, tps: list[TopicPartition]) -> None: ...
     def on_member_stopped(self, error: BaseException | None) -> None: ...
 
@@ -89,30 +90,33 @@ class Handoff:
         self._handed = (handed_records + len(records), handed_bytes + nbytes)
         self._loop.call_soon_threadsafe(self._side.on_records, records)
 
-    def assigned(self, tps: list[TopicPartition], committed: Committed) -> None:
-        self._loop.call_soon_threadsafe(self._side.on_assigned, tps, committed)
+    def assigned(self, tps: list[TopicPartition], committed: Committed, epoch: int) -> None:
+        self._loop.call_soon_threadsafe(self._side.on_assigned, tps, committed, epoch)
 
-    def revoked(self, tps: list[TopicPartition]) -> Offsets:
+    def revoked(self, tps: list[TopicPartition], epoch: int) -> Offsets:
         """Block until the loop stopped delivering ``tps`` and waited for their acks; offsets to commit.
 
         If the loop does not answer in time (it should always: the wait inside is bounded by the revoke
         grace), nothing is committed: a later owner re-reads, which is safe; committing blind is not.
         """
-        future = asyncio.run_coroutine_threadsafe(_awaitable(self._side.on_revoked(tps)), self._loop)
+        future = asyncio.run_coroutine_threadsafe(_awaitable(self._side.on_revoked(tps, epoch)), self._loop)
         try:
             return future.result(timeout=self._revoke_timeout_s)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError) as exc:
             future.cancel()
             log.error("revoke of %s not settled by the event loop (%r); committing nothing", tps, exc)
+            # The revoke still runs once the loop gets to it (asyncio starts the task before the
+            # cancel lands; its ``finally`` drops the partitions), and it sets the loop's epoch to this
+            # one: the commits after it line up again.
             return {}
 
-    def lost(self, tps: list[TopicPartition]) -> None:
+    def lost(self, tps: list[TopicPartition], epoch: int) -> None:
         """Block until the loop dropped ``tps``, so no commit of them is issued afterwards."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def drop() -> None:
             try:
-                self._side.on_lost(tps)
+                self._side.on_lost(tps, epoch)
             finally:
                 future.set_result(None)
 

@@ -314,7 +314,7 @@ class GroupMember:
         tps = _tps(partitions)
         self._new_epoch(tps)
         self._assignment_changed = True
-        self._handoff.assigned(tps, self._committed(consumer, partitions))
+        self._handoff.assigned(tps, self._committed(consumer, partitions), self._epoch)
         self.joined.set()
         self.rebalances.assigned(tps, _generation(consumer), consumer.memberid() or "")  # logs it
 
@@ -343,7 +343,7 @@ class GroupMember:
         self.lag.forget(tps)
         self._new_epoch(tps)
         log.info("revoking %s", [str(tp) for tp in tps])
-        offsets = self._handoff.revoked(tps)
+        offsets = self._handoff.revoked(tps, self._epoch)
         self._commit_sync(consumer, offsets, "revoke")
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
@@ -352,7 +352,7 @@ class GroupMember:
         self.lag.forget(tps)
         self._new_epoch(tps)
         log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
-        self._handoff.lost(tps)
+        self._handoff.lost(tps, self._epoch)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -89,7 +89,7 @@ class Pipeline:
         self._settled = asyncio.Event()  # set whenever acks arrive, for revoke and drain waits
         self._handoff: Handoff | None = None
         self.joined = False
-        self.epoch = 0  # rebalance callbacks processed; stamps commits (see handoff.Commit)
+        self.epoch = 0  # the member's epoch of the last rebalance callback seen; stamps commits
         self.member_stopped = asyncio.Event()
         self.member_error: BaseException | None = None
 
@@ -283,8 +283,8 @@ class Pipeline:
         self._dispatcher.add_records(records)
         self._pump()
 
-    def on_assigned(self, tps: list[TopicPartition], committed: Committed) -> None:
-        self.epoch += 1
+    def on_assigned(self, tps: list[TopicPartition], committed: Committed, epoch: int) -> None:
+        self.epoch = epoch
         self.joined = True
         skips = {
             tp: runs for tp, point in committed.items() if (runs := gaps.decode(point.metadata, point.offset))
@@ -299,8 +299,8 @@ class Pipeline:
         if added:
             self._broadcast(AssignmentEvent(self._dispatcher.assignment, added=tuple(added)))
 
-    async def on_revoked(self, tps: list[TopicPartition]) -> Offsets:
-        self.epoch += 1
+    async def on_revoked(self, tps: list[TopicPartition], epoch: int) -> Offsets:
+        self.epoch = epoch
         dispatcher = self._dispatcher
         dispatcher.begin_revoke(tps)
         self._broadcast(AssignmentEvent(dispatcher.active_assignment, revoked=tuple(tps)))
@@ -320,11 +320,12 @@ class Pipeline:
         log.info("revoke settled in %.3fs: %d in-flight records left for the next owner", waited, left)
         return offsets
 
-    def on_lost(self, tps: list[TopicPartition]) -> None:
-        self.epoch += 1
-        self._dispatcher.lose(tps)
+    def on_lost(self, tps: list[TopicPartition], epoch: int) -> None:
+        self.epoch = epoch
+        dropped = self._dispatcher.lose(tps)
         metrics.ASSIGNED_PARTITIONS.set(len(self._dispatcher.assignment))
-        self._broadcast(AssignmentEvent(self._dispatcher.assignment, revoked=tuple(tps), lost=True))
+        if dropped:
+            self._broadcast(AssignmentEvent(self._dispatcher.assignment, revoked=tuple(dropped), lost=True))
         self._pump()
 
     def on_commit_failed(self, tps: list[TopicPartition]) -> None:

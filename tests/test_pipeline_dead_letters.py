@@ -53,7 +53,7 @@ class Stream:
 def _rejected_record(sink: RefusingSink) -> tuple[Pipeline, Dispatcher]:
     dispatcher = Dispatcher(policy=Policy(max_attempts=3, dead_letter=True))
     pipe = Pipeline(dispatcher, commit_interval_s=1.0, revoke_grace_s=0.0, dead_letters=sink)
-    pipe.on_assigned([T0], {})
+    pipe.on_assigned([T0], {}, 1)
     stream = Stream()
     sid = pipe.open_stream(stream)
     pipe.grant(sid, 10)
@@ -85,7 +85,7 @@ async def test_a_dead_letter_retry_stops_when_the_partition_moves_on(monkeypatch
     sink = RefusingSink(refusals=1_000)
     pipe, dispatcher = _rejected_record(sink)
     released = dispatcher.released_records
-    pipe.on_lost([T0])
+    pipe.on_lost([T0], 2)
     await asyncio.sleep(0.1)
     assert sink.writes == 1  # no retry for a partition this sidecar no longer owns
     # Both records are let go of (the lost partition's acked one, and the dead letter on its retry).
