@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
@@ -97,6 +98,9 @@ class GroupMember:
         self._assignment_changed = False
         self._epoch = 0  # rebalance callbacks so far; the pipeline counts the same ones (see Commit)
         self._moved_at: dict[TopicPartition, int] = {}  # the epoch a partition was last assigned or taken
+        # When each asynchronous commit in flight was sent: librdkafka answers each with one on_commit,
+        # in order (and none for synchronous commits), which gives their latency.
+        self._async_commits: deque[float] = deque()
         self.rebalances = RebalanceTracker()  # count, duration and log line of each rebalance
         self._stats_ms = int(config.kafka.get("statistics.interval.ms", "0"))
         self.lag = LagMonitor(lambda: self.rebalances.assignment, max(self._stats_ms, 1000) / 1000)
@@ -249,12 +253,15 @@ class GroupMember:
             return
         try:
             consumer.commit(offsets=_kafka_offsets(command.offsets), asynchronous=True)
+            self._async_commits.append(time.monotonic())
         except KafkaException as exc:
             metrics.COMMITS.labels("async", "error").inc()
             log.warning("commit of %d partitions not sent: %s", len(command.offsets), exc)
             self._handoff.commit_failed(list(command.offsets))
 
     def _on_commit(self, error: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+        if self._async_commits:
+            metrics.COMMIT_SECONDS.labels("async").observe(time.monotonic() - self._async_commits.popleft())
         failed = [p for p in partitions if p.error is not None]
         if error is not None or failed:
             metrics.COMMITS.labels("async", "error").inc()
@@ -275,7 +282,7 @@ class GroupMember:
             metrics.COMMITS.labels("sync", "error").inc()
             log.error("%s commit failed: %s", why, exc)
             return
-        metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
+        metrics.COMMIT_SECONDS.labels("sync").observe(time.monotonic() - started)
         failed = [p for p in result or [] if p.error is not None]
         metrics.COMMITS.labels("sync", "error" if failed else "ok").inc()
         if failed:

@@ -98,7 +98,9 @@ APP_STREAMS = Gauge("kafka_sidecar_app_streams", "Connected app streams")
 # -- commits --------------------------------------------------------------------------------------
 
 COMMITS = Counter("kafka_sidecar_commits", "Offset commits", ["mode", "result"])
-COMMIT_SECONDS = Histogram("kafka_sidecar_commit_seconds", "Synchronous commit latency")
+COMMIT_SECONDS = Histogram(
+    "kafka_sidecar_commit_seconds", "Commit latency, from sending a commit to the broker's answer", ["mode"]
+)
 
 
 def scrape(http_address: str, timeout: float = 5.0) -> dict[str, float]:

@@ -256,6 +256,17 @@ def test_metrics_and_log_lines_follow_joins_rebalances_and_app_streams(
     assert m["kafka_sidecar_app_streams"] == 1
     assert m["kafka_sidecar_backlog_records"] == 0
     assert m["kafka_consumer_rebalance_count_total"] == 1  # an app stream is not a rebalance
+
+    # Every asynchronous commit answered has its latency observed, once (answers come at the next poll;
+    # the commits stop once everything is committed, so the two counts settle).
+    def every_async_commit_timed_once() -> bool:
+        m = scrape(a.http_address)
+        answered = m.get("kafka_sidecar_commits_total{mode=async,result=ok}", 0) + m.get(
+            "kafka_sidecar_commits_total{mode=async,result=error}", 0
+        )
+        return answered >= 1 and m.get("kafka_sidecar_commit_seconds_count{mode=async}", 0) == answered
+
+    wait_for("every async commit answer to be timed", every_async_commit_timed_once, timeout=10)
     assert [e["event"] for e in json_events(a, "app_connected")] == ["app_connected"]
 
     app.kill()
