@@ -25,8 +25,9 @@ retry delays) and turns what it returns into gRPC messages, dead-letter writes a
   skipped when the partition is assigned again; a partition whose gaps outgrow the metadata is
   reported as held, so the member stops fetching it until they close.
 
-``released_records`` / ``released_bytes`` count records the dispatcher let go of (acked or dropped);
-with what the member handed over they give the backlog that drives pause/resume.
+``released_records`` / ``released_bytes`` count records the dispatcher let go of (acked or dropped).
+``drained()`` adds what can never drain while the sidecar runs (``stuck``); with what the member
+handed over it gives the backlog that drives pause/resume.
 """
 
 from __future__ import annotations
@@ -784,6 +785,13 @@ class Dispatcher:
             if text:
                 out[tp] = text
         return out
+
+    def drained(self) -> tuple[int, int]:
+        """Records and bytes that no longer count toward the backlog: released, or stuck."""
+        if not self.parked_records:
+            return self.released_records, self.released_bytes
+        records, nbytes = self.stuck()
+        return self.released_records + records, self.released_bytes + nbytes
 
     def stuck(self) -> tuple[int, int]:
         """Records (and bytes) that cannot drain while the sidecar runs: parked records and, in

@@ -9,7 +9,8 @@ commit timer live on the asyncio loop. Everything that crosses goes through this
 * loop -> poll thread: commit, hold (stop fetching some partitions) and close commands on a queue the
   poll thread drains between polls;
 * the backlog (records held and not yet acked), from two single-writer counters: the poll thread
-  adds what it hands over, the loop publishes what it released; neither thread writes the other's.
+  adds what it hands over, the loop publishes what it released or can never drain
+  (``Dispatcher.drained``); neither thread writes the other's.
 """
 
 from __future__ import annotations

@@ -179,11 +179,7 @@ class Pipeline:
         if delivered:
             metrics.RECORDS_DELIVERED.inc(delivered)
         if self._handoff is not None:
-            released, nbytes = dispatcher.released_records, dispatcher.released_bytes
-            if dispatcher.parked_records:  # what cannot drain must not keep fetching paused
-                stuck, stuck_bytes = dispatcher.stuck()
-                released, nbytes = released + stuck, nbytes + stuck_bytes
-            self._handoff.publish_released(released, nbytes)
+            self._handoff.publish_released(*dispatcher.drained())
         metrics.BUFFERED_RECORDS.set(dispatcher.buffered_records)
         metrics.IN_FLIGHT_RECORDS.set(dispatcher.in_flight_records)
 

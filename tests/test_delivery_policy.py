@@ -278,6 +278,7 @@ def test_without_a_dead_letter_topic_skip_acks_and_block_parks() -> None:
     # fetching paused for the healthy partitions (the held partition is not fetched, so they are bounded).
     size = sum(r.size for r in plain(T0, 0, 3))
     assert block.stuck() == (3, size)
+    assert block.drained() == (block.released_records + 3, block.released_bytes + size)
     block.add_records(plain(T1, 0, 1))
     assert deliver(block) == {s: [(1, 0, 1)]}  # other partitions flow
     assert block.stuck() == (3, size)
