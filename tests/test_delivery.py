@@ -216,14 +216,21 @@ def test_key_ordering_lets_other_keys_pass_a_slow_key_and_never_overlaps_a_key(
 ) -> None:
     topic = new_topic(1)
     keys = [b"slow" if i % 20 == 0 else b"k%d" % (i % 7) for i in range(60)]  # slow: 3 records
-    producer = Producer({"bootstrap.servers": broker.bootstrap})
-    for key in keys:
-        producer.produce(topic, value=b"v", key=key, partition=0)
-    assert producer.flush(15) == 0
     sidecar = sidecar_factory(topics=topic, group_id=group_id, env={"SIDECAR_ORDERING": "key"})
     outs = [tmp_path / f"worker-{i}.txt" for i in range(3)]
     for i, out in enumerate(outs):
         app_factory(KEY_WORKER, sidecar.grpc_address, str(out), "slow", "1.5", name=f"worker-{i}")
+    # Records only once every worker is connected: a worker that starts first could otherwise take
+    # all the fast keys (7 keys fit its 20 credits) before the others exist.
+    wait_for(
+        "the 3 workers' streams",
+        lambda: metrics(sidecar.http_address).get("kafka_sidecar_app_streams") == 3,
+        timeout=30,
+    )
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for key in keys:
+        producer.produce(topic, value=b"v", key=key, partition=0)
+    assert producer.flush(15) == 0
 
     def rows() -> list[tuple[str, int, float, float, int]]:
         got = []
