@@ -18,6 +18,7 @@ import time
 
 import uvloop
 
+from sidecar.collector import Collector
 from sidecar.config import Config
 from sidecar.deadletter import DeadLetterProducer
 from sidecar.delivery import Ordering, Policy
@@ -85,6 +86,7 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    collector = asyncio.create_task(Collector().run())
     member.start()
     commits = asyncio.create_task(pipeline.run_commits())
     timers = asyncio.create_task(pipeline.run_timers())
@@ -117,13 +119,15 @@ async def serve(config: Config) -> int:
     await server.stop(grace_s=1.0)
     if http is not None:
         await http.stop()
-    for task in (joined, member_done, stopping, timers):
+    for task in (joined, member_done, stopping, timers, collector):
         task.cancel()
     member.joined.set()  # release the to_thread waiter, if any
     with contextlib.suppress(asyncio.CancelledError):
         await commits
     with contextlib.suppress(asyncio.CancelledError):
         await timers
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
     failed = pipeline.member_error is not None
     log.info(
         "kafka-sidecar stopped in %.2fs%s",
