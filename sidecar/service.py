@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.internal.containers import RepeatedScalarFieldContainer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -99,29 +100,51 @@ def _requests(request: pb.ConsumeRequest) -> list[Settlement]:
 
 
 def _records_response(records: list[Record], ack_timeout_ms: int) -> pb.ConsumeResponse:
-    """The wire batch, built in place: ``add()`` avoids constructing and then copying each record
-    (and the batch into the response), which was the sidecar's largest cost per record."""
+    """The wire batch, by column (see ``PartitionRecords``): one bulk ``extend`` per column and
+    partition instead of a message per record, which was the sidecar's largest cost per record."""
     response = pb.ConsumeResponse()
     batch = response.records
     batch.SetInParent()
     batch.ack_timeout_ms = ack_timeout_ms
-    add = batch.records.add
+    by_partition: dict[tuple[str, int], list[Record]] = {}
     for r in records:
-        message = add(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            timestamp_ms=r.timestamp_ms,
-            timestamp_type=r.timestamp_type,  # librdkafka's numbering matches the proto enum
-            delivery_attempt=r.attempt,
-        )
-        if r.headers:
-            header = message.headers.add
-            for k, v in r.headers:
-                header(key=k, value=v)
+        group = by_partition.get((r.topic, r.partition))
+        if group is None:
+            by_partition[(r.topic, r.partition)] = group = []
+        group.append(r)
+    add = batch.partitions.add
+    for (topic, partition), group in by_partition.items():
+        _fill_columns(add(topic=topic, partition=partition), group)
     return response
+
+
+def _fill_columns(columns: pb.PartitionRecords, records: list[Record]) -> None:
+    columns.offsets.extend([r.offset for r in records])
+    _extend_nullable(columns.keys, columns.null_keys, [r.key for r in records])
+    _extend_nullable(columns.values, columns.null_values, [r.value for r in records])
+    columns.timestamps_ms.extend([r.timestamp_ms for r in records])
+    # librdkafka's timestamp type numbering matches the proto enum
+    columns.timestamp_types.extend([r.timestamp_type for r in records])  # type: ignore[misc]
+    columns.delivery_attempts.extend([r.attempt for r in records])
+    headers = [r.headers for r in records]
+    if any(headers):
+        columns.header_counts.extend([len(h) if h else 0 for h in headers])
+        flat = [kv for h in headers if h for kv in h]
+        columns.header_keys.extend([k for k, _ in flat])
+        _extend_nullable(columns.header_values, columns.null_header_values, [v for _, v in flat])
+
+
+def _extend_nullable(
+    column: RepeatedScalarFieldContainer[bytes],
+    nulls: RepeatedScalarFieldContainer[int],
+    items: list[bytes | None],
+) -> None:
+    """Append ``items``; a None goes in as empty bytes with its index listed in ``nulls``."""
+    if None in items:
+        nulls.extend([i for i, item in enumerate(items) if item is None])
+        column.extend([b"" if item is None else item for item in items])
+    else:
+        column.extend(items)  # type: ignore[arg-type]  # no None in it
 
 
 def _topic_partitions(

@@ -10,11 +10,60 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import grpc
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record of a wire batch, read from its columns independently of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    timestamp_ms: int
+    timestamp_type: int
+    delivery_attempt: int
+
+
+def rows(batch: pb.RecordBatch) -> list[Row]:
+    """The records of ``batch`` in wire order (asserting the columns line up)."""
+    out: list[Row] = []
+    for c in batch.partitions:
+        n = len(c.offsets)
+        assert len(c.keys) == len(c.values) == len(c.timestamps_ms) == len(c.delivery_attempts) == n
+        assert len(c.timestamp_types) == n
+        assert not c.header_counts or len(c.header_counts) == n
+        assert sum(c.header_counts) == len(c.header_keys) == len(c.header_values)
+        null_keys, null_values, null_hv = set(c.null_keys), set(c.null_values), set(c.null_header_values)
+        h = 0
+        for i in range(n):
+            count = c.header_counts[i] if c.header_counts else 0
+            headers = [
+                (c.header_keys[j], None if j in null_hv else c.header_values[j]) for j in range(h, h + count)
+            ]
+            h += count
+            out.append(
+                Row(
+                    c.topic,
+                    c.partition,
+                    c.offsets[i],
+                    None if i in null_keys else c.keys[i],
+                    None if i in null_values else c.values[i],
+                    headers,
+                    c.timestamps_ms[i],
+                    c.timestamp_types[i],
+                    c.delivery_attempts[i],
+                )
+            )
+    return out
 
 
 class RawStream:
@@ -85,14 +134,14 @@ class RawStream:
             except grpc.RpcError as exc:
                 return exc
 
-    def records(self, count: int, timeout: float = 30.0) -> list[pb.Record]:
+    def records(self, count: int, timeout: float = 30.0) -> list[Row]:
         """Receive until ``count`` records arrived (skipping assignment events)."""
-        got: list[pb.Record] = []
+        got: list[Row] = []
         deadline = time.monotonic() + timeout
         while len(got) < count:
             response = self.next(max(0.1, deadline - time.monotonic()))
             if response.WhichOneof("event") == "records":
-                got.extend(response.records.records)
+                got.extend(rows(response.records))
         return got
 
     def close(self) -> None:

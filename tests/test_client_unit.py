@@ -21,6 +21,9 @@ from kafka_sidecar_client import AssignmentChange, AsyncConsumer, Consumer, Reco
 from kafka_sidecar_client._acks import AckBuffer, compress
 from kafka_sidecar_client._proto import sidecar_pb2 as pb
 from kafka_sidecar_client._proto import sidecar_pb2_grpc
+from kafka_sidecar_client._records import records_from_batch
+from sidecar.records import Record as SidecarRecord
+from sidecar.service import _records_response
 
 # -- the fake sidecar ------------------------------------------------------------------------------
 
@@ -95,13 +98,18 @@ async def fake() -> AsyncIterator[FakeSidecar]:
     await server.stop(0)
 
 
-def record(partition: int, offset: int, topic: str = "t", **kw: Any) -> pb.Record:
-    kw.setdefault("delivery_attempt", 1)
-    return pb.Record(topic=topic, partition=partition, offset=offset, **kw)
+def record(
+    partition: int, offset: int, topic: str = "t", delivery_attempt: int = 1, **kw: Any
+) -> SidecarRecord:
+    r = SidecarRecord(topic, partition, offset, **kw)
+    r.attempt = delivery_attempt
+    return r
 
 
-def batch(*records: pb.Record) -> pb.ConsumeResponse:
-    return pb.ConsumeResponse(records=pb.RecordBatch(records=records))
+def batch(*records: SidecarRecord, ack_timeout_ms: int = 0) -> pb.ConsumeResponse:
+    """The batch as the sidecar's own encoder puts it on the wire (so these tests cover both ends)."""
+    wire = _records_response(list(records), ack_timeout_ms).SerializeToString()
+    return pb.ConsumeResponse.FromString(wire)
 
 
 def assignment(**kw: Any) -> pb.ConsumeResponse:
@@ -181,14 +189,47 @@ def test_ack_buffer_groups_per_partition_in_one_request() -> None:
     assert buf.take() == pb.ConsumeRequest()
 
 
-def test_record_from_pb_keeps_nulls_distinct() -> None:
-    msg = record(
-        2, 7, key=b"", timestamp_ms=123, headers=[pb.Header(key="h", value=b"v"), pb.Header(key="null")]
-    )
-    r = Record.from_pb(msg, epoch=4)
-    assert (r.topic, r.partition, r.offset, r.key, r.value) == ("t", 2, 7, b"", None)
-    assert r.headers == [("h", b"v"), ("null", None)]
-    assert (r.timestamp_ms, r.delivery_attempt, r._epoch) == (123, 1, 4)
+def test_batch_columns_keep_nulls_distinct_and_headers_with_their_record() -> None:
+    sent = [
+        record(2, 7, key=b"", timestamp_ms=123, headers=[("h", b"v"), ("null", None)]),
+        record(2, 8, value=b"", delivery_attempt=3),  # no headers, between records that have some
+        record(2, 9, key=b"k", value=b"v", headers=[("e", b"")]),
+        record(5, 1, topic="u", headers=[]),  # another partition, no header in it at all
+    ]
+    got = records_from_batch(batch(*sent).records, epoch=4)
+    assert [(r.topic, r.partition, r.offset, r.key, r.value) for r in got] == [
+        ("t", 2, 7, b"", None),
+        ("t", 2, 8, None, b""),
+        ("t", 2, 9, b"k", b"v"),
+        ("u", 5, 1, None, None),
+    ]
+    assert [r.headers for r in got] == [[("h", b"v"), ("null", None)], [], [("e", b"")], []]
+    assert [(r.timestamp_ms, r.delivery_attempt, r._epoch) for r in got] == [
+        (123, 1, 4),
+        (0, 3, 4),
+        (0, 1, 4),
+        (0, 1, 4),
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: c.keys.append(b"extra"),
+        lambda c: c.delivery_attempts.pop(),
+        lambda c: c.header_counts.append(1),
+        lambda c: c.header_values.append(b"extra"),
+        lambda c: c.null_values.append(99),
+        lambda c: c.timestamp_types.pop(),
+        lambda c: (c.ClearField("header_counts"), c.header_counts.extend([0, 0])),
+        lambda c: c.ClearField("header_counts"),  # headers left with no record to belong to
+    ],
+)
+def test_a_batch_whose_columns_do_not_line_up_is_refused(damage: Callable[[Any], None]) -> None:
+    response = batch(record(0, 0, headers=[("h", b"v")]), record(0, 1))
+    damage(response.records.partitions[0])
+    with pytest.raises(SidecarError, match=r"malformed record batch for t\[0\]"):
+        records_from_batch(response.records, epoch=1)
 
 
 # -- protocol, against the fake sidecar -------------------------------------------------------------
@@ -241,9 +282,7 @@ async def test_delayed_nack_extend_and_reject_travel_in_one_request(fake: FakeSi
     async with AsyncConsumer(fake.address, max_in_flight=10) as c:
         fake.send(
             0,
-            pb.ConsumeResponse(
-                records=pb.RecordBatch(records=[record(0, o) for o in range(5)], ack_timeout_ms=30000)
-            ),
+            batch(*(record(0, o) for o in range(5)), ack_timeout_ms=30000),
         )
         r0, r1, r2, r3, r4 = await c.receive(timeout=5)
         assert c.ack_timeout == 30.0

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from e2e_support import duplicates, rebalance_events, seen, unique_seen, wait_committed, wait_for
 from kafka_helpers import AppFactory, AppProcess, SidecarFactory, TopicFactory
-from raw_stream import RawStream, offsets
+from raw_stream import RawStream, Row, offsets, rows
 
 from sidecar import deadletter
 from sidecar._proto import sidecar_pb2 as pb
@@ -24,8 +24,8 @@ DEMO_APP = str(Path(__file__).resolve().parents[1] / "sidecar" / "demo_app.py")
 KEY_WORKER = str(Path(__file__).resolve().parent / "key_worker.py")
 
 
-def batches(responses: list[pb.ConsumeResponse]) -> list[pb.Record]:
-    return [r for x in responses if x.WhichOneof("event") == "records" for r in x.records.records]
+def batches(responses: list[pb.ConsumeResponse]) -> list[Row]:
+    return [r for x in responses if x.WhichOneof("event") == "records" for r in rows(x.records)]
 
 
 def rejections(responses: list[pb.ConsumeResponse]) -> list[pb.Rejection]:

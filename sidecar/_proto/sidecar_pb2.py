@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekafka_sidecar/v1/sidecar.proto\x12\x10kafka_sidecar.v1\"\x9b\x02\n\x0e\x43onsumeRequest\x12\x0e\n\x06\x63redit\x18\x01 \x01(\x03\x12\x30\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x31\n\x05nacks\x18\x03 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x33\n\x07\x65xtends\x18\x04 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x34\n\rdelayed_nacks\x18\x05 \x03(\x0b\x32\x1d.kafka_sidecar.v1.DelayedNack\x12)\n\x07rejects\x18\x06 \x03(\x0b\x32\x18.kafka_sidecar.v1.Reject\"T\n\x0b\x44\x65layedNack\x12\x33\n\x07offsets\x18\x01 \x01(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x03\"M\n\x06Reject\x12\x33\n\x07offsets\x18\x01 \x01(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x0e\n\x06reason\x18\x02 \x01(\t\"t\n\x10PartitionOffsets\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07offsets\x18\x03 \x03(\x03\x12-\n\x06ranges\x18\x04 \x03(\x0b\x32\x1d.kafka_sidecar.v1.OffsetRange\"*\n\x0bOffsetRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x03\"\xb8\x01\n\x0f\x43onsumeResponse\x12\x30\n\x07records\x18\x01 \x01(\x0b\x32\x1d.kafka_sidecar.v1.RecordBatchH\x00\x12\x38\n\nassignment\x18\x02 \x01(\x0b\x32\".kafka_sidecar.v1.AssignmentChangeH\x00\x12\x30\n\trejection\x18\x03 \x01(\x0b\x32\x1b.kafka_sidecar.v1.RejectionH\x00\x42\x07\n\x05\x65vent\"P\n\x0bRecordBatch\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.kafka_sidecar.v1.Record\x12\x16\n\x0e\x61\x63k_timeout_ms\x18\x02 \x01(\x03\"\x86\x02\n\x06Record\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x10\n\x03key\x18\x04 \x01(\x0cH\x00\x88\x01\x01\x12\x12\n\x05value\x18\x05 \x01(\x0cH\x01\x88\x01\x01\x12)\n\x07headers\x18\x06 \x03(\x0b\x32\x18.kafka_sidecar.v1.Header\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x37\n\x0etimestamp_type\x18\x08 \x01(\x0e\x32\x1f.kafka_sidecar.v1.TimestampType\x12\x18\n\x10\x64\x65livery_attempt\x18\t \x01(\rB\x06\n\x04_keyB\x08\n\x06_value\"3\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\x05value\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x08\n\x06_value\"4\n\x0fTopicPartitions\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\x05\"\xbb\x01\n\x10\x41ssignmentChange\x12\x33\n\x08\x61ssigned\x18\x01 \x03(\x0b\x32!.kafka_sidecar.v1.TopicPartitions\x12\x30\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\x0b\x32!.kafka_sidecar.v1.TopicPartitions\x12\x32\n\x07revoked\x18\x03 \x03(\x0b\x32!.kafka_sidecar.v1.TopicPartitions\x12\x0c\n\x04lost\x18\x04 \x01(\x08\"\x99\x01\n\tRejection\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x33\n\x07offsets\x18\x03 \x01(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x0c\n\x04nack\x18\x04 \x01(\x08\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.kafka_sidecar.v1.RequestKind*s\n\rTimestampType\x12\x1e\n\x1aTIMESTAMP_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTIMESTAMP_TYPE_CREATE_TIME\x10\x01\x12\"\n\x1eTIMESTAMP_TYPE_LOG_APPEND_TIME\x10\x02*\x8a\x01\n\x0bRequestKind\x12\x1c\n\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10REQUEST_KIND_ACK\x10\x01\x12\x15\n\x11REQUEST_KIND_NACK\x10\x02\x12\x17\n\x13REQUEST_KIND_EXTEND\x10\x03\x12\x17\n\x13REQUEST_KIND_REJECT\x10\x04\x32\x65\n\x0f\x43onsumerService\x12R\n\x07\x43onsume\x12 .kafka_sidecar.v1.ConsumeRequest\x1a!.kafka_sidecar.v1.ConsumeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekafka_sidecar/v1/sidecar.proto\x12\x10kafka_sidecar.v1\"\x9b\x02\n\x0e\x43onsumeRequest\x12\x0e\n\x06\x63redit\x18\x01 \x01(\x03\x12\x30\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x31\n\x05nacks\x18\x03 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x33\n\x07\x65xtends\x18\x04 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x34\n\rdelayed_nacks\x18\x05 \x03(\x0b\x32\x1d.kafka_sidecar.v1.DelayedNack\x12)\n\x07rejects\x18\x06 \x03(\x0b\x32\x18.kafka_sidecar.v1.Reject\"T\n\x0b\x44\x65layedNack\x12\x33\n\x07offsets\x18\x01 \x01(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x03\"M\n\x06Reject\x12\x33\n\x07offsets\x18\x01 \x01(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x0e\n\x06reason\x18\x02 \x01(\t\"t\n\x10PartitionOffsets\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07offsets\x18\x03 \x03(\x03\x12-\n\x06ranges\x18\x04 \x03(\x0b\x32\x1d.kafka_sidecar.v1.OffsetRange\"*\n\x0bOffsetRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x03\"\xb8\x01\n\x0f\x43onsumeResponse\x12\x30\n\x07records\x18\x01 \x01(\x0b\x32\x1d.kafka_sidecar.v1.RecordBatchH\x00\x12\x38\n\nassignment\x18\x02 \x01(\x0b\x32\".kafka_sidecar.v1.AssignmentChangeH\x00\x12\x30\n\trejection\x18\x03 \x01(\x0b\x32\x1b.kafka_sidecar.v1.RejectionH\x00\x42\x07\n\x05\x65vent\"l\n\x0bRecordBatch\x12\x16\n\x0e\x61\x63k_timeout_ms\x18\x02 \x01(\x03\x12\x36\n\npartitions\x18\x03 \x03(\x0b\x32\".kafka_sidecar.v1.PartitionRecordsJ\x04\x08\x01\x10\x02R\x07records\"\xd6\x02\n\x10PartitionRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07offsets\x18\x03 \x03(\x03\x12\x0c\n\x04keys\x18\x04 \x03(\x0c\x12\x11\n\tnull_keys\x18\x05 \x03(\r\x12\x0e\n\x06values\x18\x06 \x03(\x0c\x12\x13\n\x0bnull_values\x18\x07 \x03(\r\x12\x15\n\rtimestamps_ms\x18\x08 \x03(\x03\x12\x38\n\x0ftimestamp_types\x18\t \x03(\x0e\x32\x1f.kafka_sidecar.v1.TimestampType\x12\x19\n\x11\x64\x65livery_attempts\x18\n \x03(\r\x12\x15\n\rheader_counts\x18\x0b \x03(\r\x12\x13\n\x0bheader_keys\x18\x0c \x03(\t\x12\x15\n\rheader_values\x18\r \x03(\x0c\x12\x1a\n\x12null_header_values\x18\x0e \x03(\r\"4\n\x0fTopicPartitions\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\x05\"\xbb\x01\n\x10\x41ssignmentChange\x12\x33\n\x08\x61ssigned\x18\x01 \x03(\x0b\x32!.kafka_sidecar.v1.TopicPartitions\x12\x30\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\x0b\x32!.kafka_sidecar.v1.TopicPartitions\x12\x32\n\x07revoked\x18\x03 \x03(\x0b\x32!.kafka_sidecar.v1.TopicPartitions\x12\x0c\n\x04lost\x18\x04 \x01(\x08\"\x99\x01\n\tRejection\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x33\n\x07offsets\x18\x03 \x01(\x0b\x32\".kafka_sidecar.v1.PartitionOffsets\x12\x0c\n\x04nack\x18\x04 \x01(\x08\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.kafka_sidecar.v1.RequestKind*s\n\rTimestampType\x12\x1e\n\x1aTIMESTAMP_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTIMESTAMP_TYPE_CREATE_TIME\x10\x01\x12\"\n\x1eTIMESTAMP_TYPE_LOG_APPEND_TIME\x10\x02*\x8a\x01\n\x0bRequestKind\x12\x1c\n\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10REQUEST_KIND_ACK\x10\x01\x12\x15\n\x11REQUEST_KIND_NACK\x10\x02\x12\x17\n\x13REQUEST_KIND_EXTEND\x10\x03\x12\x17\n\x13REQUEST_KIND_REJECT\x10\x04\x32\x65\n\x0f\x43onsumerService\x12R\n\x07\x43onsume\x12 .kafka_sidecar.v1.ConsumeRequest\x1a!.kafka_sidecar.v1.ConsumeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kafka_sidecar.v1.sidecar_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TIMESTAMPTYPE']._serialized_start=1652
-  _globals['_TIMESTAMPTYPE']._serialized_end=1767
-  _globals['_REQUESTKIND']._serialized_start=1770
-  _globals['_REQUESTKIND']._serialized_end=1908
+  _globals['_TIMESTAMPTYPE']._serialized_start=1707
+  _globals['_TIMESTAMPTYPE']._serialized_end=1822
+  _globals['_REQUESTKIND']._serialized_start=1825
+  _globals['_REQUESTKIND']._serialized_end=1963
   _globals['_CONSUMEREQUEST']._serialized_start=53
   _globals['_CONSUMEREQUEST']._serialized_end=336
   _globals['_DELAYEDNACK']._serialized_start=338
@@ -49,17 +49,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONSUMERESPONSE']._serialized_start=666
   _globals['_CONSUMERESPONSE']._serialized_end=850
   _globals['_RECORDBATCH']._serialized_start=852
-  _globals['_RECORDBATCH']._serialized_end=932
-  _globals['_RECORD']._serialized_start=935
-  _globals['_RECORD']._serialized_end=1197
-  _globals['_HEADER']._serialized_start=1199
-  _globals['_HEADER']._serialized_end=1250
-  _globals['_TOPICPARTITIONS']._serialized_start=1252
-  _globals['_TOPICPARTITIONS']._serialized_end=1304
-  _globals['_ASSIGNMENTCHANGE']._serialized_start=1307
-  _globals['_ASSIGNMENTCHANGE']._serialized_end=1494
-  _globals['_REJECTION']._serialized_start=1497
-  _globals['_REJECTION']._serialized_end=1650
-  _globals['_CONSUMERSERVICE']._serialized_start=1910
-  _globals['_CONSUMERSERVICE']._serialized_end=2011
+  _globals['_RECORDBATCH']._serialized_end=960
+  _globals['_PARTITIONRECORDS']._serialized_start=963
+  _globals['_PARTITIONRECORDS']._serialized_end=1305
+  _globals['_TOPICPARTITIONS']._serialized_start=1307
+  _globals['_TOPICPARTITIONS']._serialized_end=1359
+  _globals['_ASSIGNMENTCHANGE']._serialized_start=1362
+  _globals['_ASSIGNMENTCHANGE']._serialized_end=1549
+  _globals['_REJECTION']._serialized_start=1552
+  _globals['_REJECTION']._serialized_end=1705
+  _globals['_CONSUMERSERVICE']._serialized_start=1965
+  _globals['_CONSUMERSERVICE']._serialized_end=2066
 # @@protoc_insertion_point(module_scope)

@@ -104,15 +104,18 @@ def test_grpcurl_recipe_lists_checks_health_and_consumes_by_hand(
     deadline = time.monotonic() + 30
     while True:
         with lock:
-            records = [r for o in out for r in o.get("records", {}).get("records", [])]
+            records = [
+                (p["topic"], p.get("partition", 0), int(offset))
+                for o in out
+                for p in o.get("records", {}).get("partitions", [])
+                for offset in p.get("offsets", [])
+            ]
         if len(records) >= 5:
             break
         assert proc.poll() is None, f"grpcurl exited: {proc.stderr.read() if proc.stderr else ''}"
         assert time.monotonic() < deadline, f"5 records not printed within 30 s: {out}"
         time.sleep(0.05)
-    assert [(r["topic"], r.get("partition", 0), int(r.get("offset", 0))) for r in records] == [
-        (topic, 0, o) for o in range(5)
-    ]
+    assert records == [(topic, 0, o) for o in range(5)]
     proc.stdin.write(
         json.dumps(
             {"acks": [{"topic": topic, "partition": 0, "ranges": [{"first": 0, "last": 4}]}], "credit": 5}

@@ -570,7 +570,12 @@ func (c *Consumer) serve() (*stream, error) {
 			return s, err
 		}
 		s.responded = true
-		c.handle(s, resp)
+		if err := c.handle(s, resp); err != nil {
+			// A response the client cannot read is a protocol error, as one gRPC cannot unmarshal
+			// is: fatal (INTERNAL, not retried), and returning cancels the call, so the sidecar
+			// delivers the records again to whoever consumes next.
+			return s, status.Error(codes.Internal, err.Error())
+		}
 	}
 }
 
@@ -614,20 +619,22 @@ func (c *Consumer) write(ctx context.Context, s *stream, done chan struct{}) {
 	}
 }
 
-func (c *Consumer) handle(s *stream, resp *pb.ConsumeResponse) {
+// handle takes in one response of the stream; an error (a malformed batch) ends the stream for good.
+func (c *Consumer) handle(s *stream, resp *pb.ConsumeResponse) error {
 	switch ev := resp.GetEvent().(type) {
 	case *pb.ConsumeResponse_Records:
-		batch := make([]*Record, 0, len(ev.Records.GetRecords()))
-		timeout := ev.Records.GetAckTimeoutMs()
+		// Decoded whole before anything is taken in flight: a malformed batch leaves no trace.
+		batch, err := recordsFromPb(ev.Records, s.epoch)
+		if err != nil {
+			return err
+		}
 		c.mu.Lock()
-		for _, p := range ev.Records.GetRecords() {
-			r := recordFromPb(p, timeout, s.epoch)
+		for _, r := range batch {
 			tp := r.TopicPartition()
 			if s.inflight[tp] == nil {
 				s.inflight[tp] = map[int64]struct{}{}
 			}
 			s.inflight[tp][r.Offset] = struct{}{}
-			batch = append(batch, r)
 		}
 		if len(batch) > 0 {
 			c.ready = append(c.ready, batch)
@@ -652,4 +659,5 @@ func (c *Consumer) handle(s *stream, resp *pb.ConsumeResponse) {
 			c.cfg.onRejection(rej)
 		}
 	}
+	return nil
 }

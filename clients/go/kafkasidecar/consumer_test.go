@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,11 +68,15 @@ func (s *fakeStream) next(t *testing.T) *pb.ConsumeRequest {
 	}
 }
 
-func (s *fakeStream) send(t *testing.T, records ...*pb.Record) {
+// send sends records in one batch, laid out by column as the sidecar does (see batchOf).
+func (s *fakeStream) send(t *testing.T, records ...*Record) {
 	t.Helper()
-	err := s.srv.Send(&pb.ConsumeResponse{Event: &pb.ConsumeResponse_Records{
-		Records: &pb.RecordBatch{Records: records}}})
-	if err != nil {
+	s.sendBatch(t, batchOf(0, records...))
+}
+
+func (s *fakeStream) sendBatch(t *testing.T, batch *pb.RecordBatch) {
+	t.Helper()
+	if err := s.srv.Send(&pb.ConsumeResponse{Event: &pb.ConsumeResponse_Records{Records: batch}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -109,8 +114,9 @@ func (f *fakeSidecar) stream(t *testing.T) *fakeStream {
 	}
 }
 
-func rec(offset int64) *pb.Record {
-	return &pb.Record{Topic: "t", Partition: 0, Offset: offset, DeliveryAttempt: 1, Value: []byte{}}
+// rec is a first delivery of t[0] at offset, with a null key and an empty value.
+func rec(offset int64) *Record {
+	return &Record{Topic: "t", Partition: 0, Offset: offset, DeliveryAttempt: 1, Value: []byte{}}
 }
 
 func ctx(t *testing.T) context.Context {
@@ -125,7 +131,7 @@ func TestCreditAcksAndNullsOnOneStream(t *testing.T) {
 	if req := s.next(t); req.Credit != 10 {
 		t.Fatalf("initial credit %d, want 10", req.Credit)
 	}
-	s.send(t, rec(0), rec(1), rec(2), &pb.Record{Topic: "t", Offset: 3, Key: []byte("k")})
+	s.send(t, rec(0), rec(1), rec(2), &Record{Topic: "t", Offset: 3, Key: []byte("k")})
 	batch, err := c.NextBatch(ctx(t))
 	if err != nil || len(batch) != 4 {
 		t.Fatalf("NextBatch = %v, %v", batch, err)
@@ -168,7 +174,7 @@ func TestReconnectDropsAcksOfTheBrokenStream(t *testing.T) {
 		t.Fatalf("credit on the new stream %d, want 10", req.Credit)
 	}
 	c.Ack(old) // of the broken stream: dropped
-	s2.send(t, &pb.Record{Topic: "t", Offset: 0, DeliveryAttempt: 2})
+	s2.send(t, &Record{Topic: "t", Offset: 0, DeliveryAttempt: 2})
 	again, err := c.Next(ctx(t))
 	if err != nil || again.DeliveryAttempt != 2 {
 		t.Fatalf("Next = %+v, %v", again, err)
@@ -195,6 +201,30 @@ func TestInvalidArgumentIsAnErrorAndNotRetried(t *testing.T) {
 	select {
 	case <-fake.streams:
 		t.Fatal("reconnected after INVALID_ARGUMENT")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestMalformedBatchEndsTheStreamAndIsNotRetried(t *testing.T) {
+	c, fake := start(t)
+	s := fake.stream(t)
+	s.next(t)
+	bad := batchOf(0, rec(0), rec(1))
+	bad.Partitions[0].Keys = bad.Partitions[0].Keys[:1] // a key short: the columns do not line up
+	s.sendBatch(t, bad)
+	_, err := c.Next(ctx(t))
+	var se *SidecarError
+	if !errors.As(err, &se) || se.Code != codes.Internal || !strings.Contains(se.Details, "malformed record batch") {
+		t.Fatalf("Next error %v, want a SidecarError with Internal for the malformed batch", err)
+	}
+	select { // the client ended the call itself, so the sidecar redelivers what it sent
+	case <-s.srv.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream of the malformed batch is still open")
+	}
+	select {
+	case <-fake.streams:
+		t.Fatal("reconnected after a malformed batch")
 	case <-time.After(200 * time.Millisecond):
 	}
 }

@@ -54,34 +54,129 @@ type Record struct {
 // TopicPartition returns the record's partition.
 func (r *Record) TopicPartition() TopicPartition { return TopicPartition{r.Topic, r.Partition} }
 
-func recordFromPb(p *pb.Record, ackTimeoutMs int64, epoch uint64) *Record {
-	r := &Record{
-		Topic:           p.GetTopic(),
-		Partition:       p.GetPartition(),
-		Offset:          p.GetOffset(),
-		Key:             present(p.Key),
-		Value:           present(p.Value),
-		TimestampMs:     p.GetTimestampMs(),
-		TimestampType:   p.GetTimestampType(),
-		DeliveryAttempt: p.GetDeliveryAttempt(),
-		AckTimeoutMs:    ackTimeoutMs,
-		epoch:           epoch,
-	}
-	if len(p.Headers) > 0 {
-		r.Headers = make([]Header, len(p.Headers))
-		for i, h := range p.Headers {
-			r.Headers[i] = Header{Key: h.GetKey(), Value: present(h.Value)}
+// recordsFromPb decodes a wire batch into records, partition after partition, in the order sent.
+//
+// It refuses (with an error, and no records) a batch whose columns do not line up: that is a bug in
+// the sidecar, and guessing which record a key or header belongs to would hand the app wrong data
+// (or panic on an index). The caller treats the error as fatal to the stream.
+func recordsFromPb(b *pb.RecordBatch, epoch uint64) ([]*Record, error) {
+	n := 0
+	for _, p := range b.GetPartitions() {
+		if err := checkColumns(p); err != nil {
+			return nil, fmt.Errorf("malformed record batch for %s[%d]: %w", p.GetTopic(), p.GetPartition(), err)
 		}
+		n += len(p.GetOffsets())
 	}
-	return r
+	records := make([]*Record, 0, n)
+	for _, p := range b.GetPartitions() {
+		records = appendColumns(records, p, b.GetAckTimeoutMs(), epoch)
+	}
+	return records, nil
 }
 
-// present keeps the proto3 `optional bytes` rule explicit: a set field is non-nil even when empty.
-func present(b []byte) []byte {
-	if b == nil {
-		return nil
+// checkColumns checks the invariants of PartitionRecords (see the contract) that appendColumns
+// relies on to index the columns.
+func checkColumns(p *pb.PartitionRecords) error {
+	n := len(p.GetOffsets())
+	for _, c := range []struct {
+		name string
+		len  int
+	}{
+		{"keys", len(p.GetKeys())},
+		{"values", len(p.GetValues())},
+		{"timestamps_ms", len(p.GetTimestampsMs())},
+		{"timestamp_types", len(p.GetTimestampTypes())},
+		{"delivery_attempts", len(p.GetDeliveryAttempts())},
+	} {
+		if c.len != n {
+			return fmt.Errorf("%d %s for %d offsets", c.len, c.name, n)
+		}
 	}
-	if len(b) == 0 {
+	counts, hkeys, hvalues := p.GetHeaderCounts(), p.GetHeaderKeys(), p.GetHeaderValues()
+	if len(counts) != 0 && len(counts) != n { // empty when no record of the partition has a header
+		return fmt.Errorf("%d header_counts for %d offsets", len(counts), n)
+	}
+	var total uint64 // 64 bits: uint32 counts summed in 32 could wrap around to the right total
+	for _, c := range counts {
+		total += uint64(c)
+	}
+	if total != uint64(len(hkeys)) || len(hkeys) != len(hvalues) {
+		return fmt.Errorf("header_counts add up to %d, with %d header_keys and %d header_values",
+			total, len(hkeys), len(hvalues))
+	}
+	for _, c := range []struct {
+		name  string
+		nulls []uint32
+		len   int
+	}{
+		{"null_keys", p.GetNullKeys(), n},
+		{"null_values", p.GetNullValues(), n},
+		{"null_header_values", p.GetNullHeaderValues(), len(hvalues)},
+	} {
+		for _, i := range c.nulls {
+			if uint64(i) >= uint64(c.len) {
+				return fmt.Errorf("%s has index %d, out of range for %d entries", c.name, i, c.len)
+			}
+		}
+	}
+	return nil
+}
+
+// appendColumns appends to records the records of p, whose columns checkColumns accepted.
+func appendColumns(records []*Record, p *pb.PartitionRecords, ackTimeoutMs int64, epoch uint64) []*Record {
+	first := len(records)
+	keys, values := p.GetKeys(), p.GetValues()
+	timestamps, types, attempts := p.GetTimestampsMs(), p.GetTimestampTypes(), p.GetDeliveryAttempts()
+	for i, offset := range p.GetOffsets() {
+		records = append(records, &Record{
+			Topic:           p.GetTopic(),
+			Partition:       p.GetPartition(),
+			Offset:          offset,
+			Key:             nonNil(keys[i]),
+			Value:           nonNil(values[i]),
+			TimestampMs:     timestamps[i],
+			TimestampType:   types[i],
+			DeliveryAttempt: attempts[i],
+			AckTimeoutMs:    ackTimeoutMs,
+			epoch:           epoch,
+		})
+	}
+	mine := records[first:]
+	for _, i := range p.GetNullKeys() {
+		mine[i].Key = nil
+	}
+	for _, i := range p.GetNullValues() {
+		mine[i].Value = nil
+	}
+	if len(p.GetHeaderCounts()) == 0 {
+		return records
+	}
+	// All the headers of the partition in one array; each record's Headers is its slice of it, capped
+	// so that appending to one record's headers cannot overwrite the next record's.
+	headers := make([]Header, len(p.GetHeaderKeys()))
+	for j, k := range p.GetHeaderKeys() {
+		headers[j] = Header{Key: k, Value: nonNil(p.GetHeaderValues()[j])}
+	}
+	for _, j := range p.GetNullHeaderValues() {
+		headers[j].Value = nil
+	}
+	start := 0
+	for i, c := range p.GetHeaderCounts() {
+		if c > 0 { // a record without headers keeps Headers nil, as before the columns
+			end := start + int(c)
+			mine[i].Headers = headers[start:end:end]
+			start = end
+		}
+	}
+	return records
+}
+
+// nonNil returns b, or an empty non-nil slice for nil. The client promises nil for a Kafka null only
+// (an entry listed in a null_* column) and non-nil, possibly empty, otherwise; protobuf-go decodes an
+// empty entry of a repeated bytes field as non-nil, but that is not part of its API, and a message
+// built in process may hold nil entries.
+func nonNil(b []byte) []byte {
+	if b == nil {
 		return []byte{}
 	}
 	return b
@@ -181,7 +276,9 @@ func rejectionFromPb(p *pb.Rejection) Rejection {
 
 // SidecarError is returned when the sidecar ended the stream with a status that retrying would not
 // fix: codes.InvalidArgument means the client sent a malformed request (a bug in the client or in
-// raw AckOffsets use); other codes are unexpected.
+// raw AckOffsets use); codes.Internal that the client could not read what the sidecar sent (such as
+// a record batch whose columns do not line up), and ended the stream itself; other codes are
+// unexpected.
 type SidecarError struct {
 	Code    codes.Code
 	Details string

@@ -19,6 +19,7 @@ import {
   assignmentFromPb,
   EPOCH,
   Record,
+  recordsFromPb,
   type Rejection,
   rejectionFromPb,
   SidecarError,
@@ -428,6 +429,12 @@ export class Consumer implements AsyncIterable<Record> {
         await this.serve(s);
       } catch (e) {
         if (this.stopped) break;
+        if (e instanceof SidecarError) {
+          // Raised here, not by the sidecar: a batch the client cannot read (see recordsFromPb). Another
+          // stream would get the same, so it fails for good like a non-retryable status.
+          this.fail(e);
+          return;
+        }
         const err = e as Partial<ServiceError>;
         if (typeof err.code !== "number") {
           this.fail(e instanceof Error ? e : new Error(String(e)));
@@ -479,8 +486,8 @@ export class Consumer implements AsyncIterable<Record> {
   private async handle(s: Stream, response: pb.ConsumeResponse): Promise<void> {
     const event = response.event;
     if (event?.$case === "records") {
-      const timeout = Number(event.value.ackTimeoutMs);
-      const batch = event.value.records.map((p) => new Record(p, timeout, s.epoch));
+      // Throws a SidecarError on a malformed batch, which ends the stream and fails the consumer.
+      const batch = recordsFromPb(event.value, s.epoch);
       for (const r of batch) {
         const key = tpKey(r.topic, r.partition);
         let offsets = s.inflight.get(key);

@@ -1,7 +1,7 @@
 /**
  * The plain values the client hands to the app, converted once from the wire messages, so the app
- * never touches protobuf objects and the contract's "unset means null" rules (key, value, header
- * value) are applied in one place.
+ * never touches protobuf objects and the contract's rules (records laid out by column, nulls listed
+ * by index) are applied in one place.
  */
 import { status as Status } from "@grpc/grpc-js";
 import * as pb from "./gen/kafka_sidecar/v1/sidecar";
@@ -45,19 +45,109 @@ export class Record {
   /** @internal */
   readonly [EPOCH]: number;
 
-  constructor(p: pb.Record, ackTimeoutMs: number, epoch: number) {
-    this.topic = p.topic;
-    this.partition = p.partition;
-    this.offset = p.offset;
-    this.key = p.key ?? null;
-    this.value = p.value ?? null;
-    this.headers = p.headers.map((h) => ({ key: h.key, value: h.value ?? null }));
-    this.timestampMs = Number(p.timestampMs);
-    this.timestampType = p.timestampType;
-    this.deliveryAttempt = p.deliveryAttempt;
-    this.ackTimeoutMs = ackTimeoutMs;
+  /** @internal Records come from `recordsFromPb`; `epoch` is the stream that delivered it. */
+  constructor(fields: Omit<Record, typeof EPOCH>, epoch: number) {
+    this.topic = fields.topic;
+    this.partition = fields.partition;
+    this.offset = fields.offset;
+    this.key = fields.key;
+    this.value = fields.value;
+    this.headers = fields.headers;
+    this.timestampMs = fields.timestampMs;
+    this.timestampType = fields.timestampType;
+    this.deliveryAttempt = fields.deliveryAttempt;
+    this.ackTimeoutMs = fields.ackTimeoutMs;
     this[EPOCH] = epoch;
   }
+}
+
+/**
+ * The records of a batch delivered on the stream of `epoch`: partition after partition, each in
+ * offset order, as the sidecar sent them.
+ *
+ * Throws a SidecarError (INTERNAL) when a partition's columns do not line up. That is a sidecar bug,
+ * and the client treats it as it treats a response it cannot parse at all: the stream fails for good.
+ * Decoding it anyway would hand the app records with fields that belong to other records, or
+ * undefined. The whole batch is refused, so no record of it reaches the app.
+ */
+export function recordsFromPb(batch: pb.RecordBatch, epoch: number): Record[] {
+  const ackTimeoutMs = Number(batch.ackTimeoutMs);
+  const records: Record[] = [];
+  for (const p of batch.partitions) {
+    const problem = misalignment(p);
+    if (problem !== undefined) {
+      throw new SidecarError(Status.INTERNAL, `malformed record batch for ${p.topic}[${p.partition}]: ${problem}`);
+    }
+    const keys = withNulls(p.keys, p.nullKeys);
+    const values = withNulls(p.values, p.nullValues);
+    const headerValues = withNulls(p.headerValues, p.nullHeaderValues);
+    // `headerCounts` is empty when no record of the partition has a header; otherwise record i owns
+    // the next headerCounts[i] entries of headerKeys/headerValues.
+    const counted = p.headerCounts.length > 0;
+    let h = 0;
+    for (let i = 0; i < p.offsets.length; i++) {
+      const count = counted ? p.headerCounts[i] : 0;
+      const headers: Header[] = [];
+      for (let j = 0; j < count; j++, h++) headers.push({ key: p.headerKeys[h], value: headerValues[h] });
+      const record = new Record(
+        {
+          topic: p.topic,
+          partition: p.partition,
+          offset: p.offsets[i],
+          key: keys[i],
+          value: values[i],
+          headers,
+          timestampMs: Number(p.timestampsMs[i]),
+          timestampType: p.timestampTypes[i],
+          deliveryAttempt: p.deliveryAttempts[i],
+          ackTimeoutMs,
+        },
+        epoch,
+      );
+      records.push(record);
+    }
+  }
+  return records;
+}
+
+/** Why the columns of `p` do not line up as the contract says, or undefined if they do. */
+function misalignment(p: pb.PartitionRecords): string | undefined {
+  const n = p.offsets.length;
+  const columns: Array<[string, number]> = [
+    ["keys", p.keys.length],
+    ["values", p.values.length],
+    ["timestamps_ms", p.timestampsMs.length],
+    ["timestamp_types", p.timestampTypes.length],
+    ["delivery_attempts", p.deliveryAttempts.length],
+  ];
+  for (const [name, length] of columns) {
+    if (length !== n) return `${n} offsets but ${length} ${name}`;
+  }
+  if (p.headerCounts.length !== 0 && p.headerCounts.length !== n) {
+    return `${n} offsets but ${p.headerCounts.length} header_counts`;
+  }
+  // With no header counts there are no headers: the sum is then 0.
+  const headers = p.headerCounts.reduce((sum, count) => sum + count, 0);
+  if (p.headerKeys.length !== headers || p.headerValues.length !== headers) {
+    return `header_counts add up to ${headers}, with ${p.headerKeys.length} header_keys and ${p.headerValues.length} header_values`;
+  }
+  const nulls: Array<[string, number[], number]> = [
+    ["null_keys", p.nullKeys, n],
+    ["null_values", p.nullValues, n],
+    ["null_header_values", p.nullHeaderValues, headers],
+  ];
+  for (const [name, indexes, size] of nulls) {
+    const bad = indexes.find((i) => !(Number.isInteger(i) && i >= 0 && i < size));
+    if (bad !== undefined) return `${name} has index ${bad}, out of range for ${size} entries`;
+  }
+  return undefined;
+}
+
+/** `column` with the entries at `nulls` replaced by null: the contract's way to tell null from empty. */
+function withNulls(column: Buffer[], nulls: number[]): Array<Buffer | null> {
+  const out: Array<Buffer | null> = column.slice();
+  for (const i of nulls) out[i] = null;
+  return out;
 }
 
 /**
@@ -125,8 +215,9 @@ export function rejectionFromPb(p: pb.Rejection): Rejection {
 
 /**
  * The sidecar ended the stream with a status that retrying would not fix: INVALID_ARGUMENT means the
- * client sent a malformed request (a bug in the client or in raw `ackOffsets` use); others are
- * unexpected. `code` is the gRPC status.
+ * client sent a malformed request (a bug in the client or in raw `ackOffsets` use); INTERNAL also comes
+ * when the client could not read what the sidecar sent (a message it cannot parse, or a record batch
+ * whose columns do not line up); others are unexpected. `code` is the gRPC status.
  */
 export class SidecarError extends Error {
   constructor(

@@ -7,15 +7,18 @@ import { after, test } from "node:test";
 import { Server, ServerCredentials, type ServerDuplexStream, status } from "@grpc/grpc-js";
 import { Consumer, SidecarError } from "../src/index";
 import * as pb from "../src/gen/kafka_sidecar/v1/sidecar";
+import { columnar, type TestRecord } from "./columnar";
 
 type Call = ServerDuplexStream<pb.ConsumeRequest, pb.ConsumeResponse>;
 
 class FakeStream {
   readonly requests: pb.ConsumeRequest[] = [];
   halfClosed = false;
+  cancelled = false;
   private wake: (() => void) | undefined;
 
   constructor(readonly call: Call) {
+    call.on("cancelled", () => (this.cancelled = true));
     call.on("data", (r: pb.ConsumeRequest) => {
       this.requests.push(r);
       this.wake?.();
@@ -39,8 +42,12 @@ class FakeStream {
     return this.requests.shift() ?? null;
   }
 
-  send(...records: Array<Partial<pb.Record>>): void {
-    this.call.write({ event: { $case: "records", value: { records: records.map((r) => pb.Record.fromPartial(r)), ackTimeoutMs: 0n } } });
+  send(...records: TestRecord[]): void {
+    this.sendBatch(columnar(records));
+  }
+
+  sendBatch(batch: pb.RecordBatch): void {
+    this.call.write({ event: { $case: "records", value: batch } });
   }
 }
 
@@ -81,12 +88,19 @@ test("credit, one coalesced request for a bulk ack, null distinct from empty", a
   const { fake, consumer } = await setup();
   const s = await fake.streams();
   assert.equal((await s.next())?.credit, 10n);
-  s.send({ topic: "t", offset: 0n, value: Buffer.alloc(0) }, { topic: "t", offset: 1n }, { topic: "t", offset: 2n }, { topic: "t", offset: 3n, key: Buffer.from("k") });
+  s.send(
+    { topic: "t", offset: 0n, value: Buffer.alloc(0) },
+    { topic: "t", offset: 1n },
+    { topic: "t", offset: 2n },
+    { topic: "t", offset: 3n, key: Buffer.from("k"), headers: [["n", null], ["e", Buffer.alloc(0)]] },
+  );
   const batch = await consumer.receive(5000);
   assert.equal(batch.length, 4);
   assert.equal(batch[0].key, null);
   assert.deepEqual(batch[0].value, Buffer.alloc(0));
   assert.equal(batch[1].value, null);
+  assert.deepEqual(batch[2].headers, []);
+  assert.deepEqual(batch[3].headers, [{ key: "n", value: null }, { key: "e", value: Buffer.alloc(0) }]);
   consumer.ack(batch.slice(0, 3));
   consumer.ack(batch[0]); // twice: no second credit
   consumer.nack(batch[3]);
@@ -127,5 +141,21 @@ test("INVALID_ARGUMENT surfaces as a SidecarError and is not retried", async () 
   s.call.emit("error", Object.assign(new Error("bad range"), { code: status.INVALID_ARGUMENT, details: "bad range 4..2" }));
   await assert.rejects(consumer.receive(5000), (e: unknown) => e instanceof SidecarError && e.code === status.INVALID_ARGUMENT);
   await new Promise((r) => setTimeout(r, 200));
+  assert.equal(consumer.streamsOpened, 1);
+});
+
+test("a malformed batch fails the consumer with INTERNAL, none of it delivered, and is not retried", async () => {
+  const { fake, consumer } = await setup();
+  const s = await fake.streams();
+  await s.next();
+  const batch = columnar([{ offset: 0n }, { offset: 1n }, { partition: 1, offset: 5n }]);
+  batch.partitions[1].deliveryAttempts.pop();
+  s.sendBatch(batch);
+  await assert.rejects(
+    consumer.receive(5000),
+    (e: unknown) => e instanceof SidecarError && e.code === status.INTERNAL && e.details.includes("t[1]"),
+  );
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(s.cancelled, true, "the stream is cancelled, so the sidecar redelivers its records");
   assert.equal(consumer.streamsOpened, 1);
 });

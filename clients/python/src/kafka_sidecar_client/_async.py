@@ -28,7 +28,14 @@ import grpc.aio
 
 from kafka_sidecar_client._acks import AckBuffer
 from kafka_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
-from kafka_sidecar_client._records import AssignmentChange, Record, Rejection, SidecarError, TopicPartition
+from kafka_sidecar_client._records import (
+    AssignmentChange,
+    Record,
+    Rejection,
+    SidecarError,
+    TopicPartition,
+    records_from_batch,
+)
 
 log = logging.getLogger("kafka_sidecar_client")
 
@@ -467,7 +474,7 @@ class AsyncConsumer:
         if kind == "records":
             timeout_ms = response.records.ack_timeout_ms
             self._ack_timeout = timeout_ms / 1000 if timeout_ms > 0 else None
-            batch = [Record.from_pb(r, s.epoch) for r in response.records.records]
+            batch = records_from_batch(response.records, s.epoch)
             for r in batch:
                 s.inflight.setdefault((r.topic, r.partition), set()).add(r.offset)
             if batch:

@@ -6,7 +6,9 @@ They are converted once, on arrival, so the app never touches protobuf objects a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import grpc
@@ -25,13 +27,10 @@ class Record:
     ``key``, ``value`` and a header's value are ``None`` for Kafka nulls (distinct from ``b""``).
     ``delivery_attempt`` is 1 on first delivery and grows on each redelivery: delivery is
     at-least-once, so a record may be seen again and processing should tolerate duplicates.
-
-    ``headers`` are converted from the wire message the first time they are read: many apps never
-    look at them, and converting them for every record was the client's largest cost.
     """
 
-    __slots__ = ("_epoch", "_headers", "_raw_headers", "delivery_attempt", "key", "offset", "partition",
-                 "timestamp_ms", "topic", "value")  # fmt: skip
+    __slots__ = ("_epoch", "delivery_attempt", "headers", "key", "offset", "partition", "timestamp_ms",
+                 "topic", "value")  # fmt: skip
 
     def __init__(
         self,
@@ -44,43 +43,18 @@ class Record:
         timestamp_ms: int = 0,
         delivery_attempt: int = 1,
         _epoch: int = 0,
-        _raw_headers: Any = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
-        self._headers = headers
-        self._raw_headers = _raw_headers
+        self.headers: _Headers = headers if headers is not None else []
         self.timestamp_ms = timestamp_ms
         self.delivery_attempt = delivery_attempt
         # Which stream delivered the record: an ack is only meaningful on that stream, so acks of
         # records from an earlier (broken) stream are dropped by the client instead of being rejected.
         self._epoch = _epoch
-
-    @property
-    def headers(self) -> _Headers:
-        if self._headers is None:
-            raw = self._raw_headers
-            self._headers = (
-                [(h.key, h.value if h.value or h.HasField("value") else None) for h in raw] if raw else []
-            )
-            self._raw_headers = None
-        return self._headers
-
-    @classmethod
-    def from_pb(cls, pb: sidecar_pb2.Record, epoch: int) -> Record:
-        key: bytes | None = pb.key
-        value: bytes | None = pb.value
-        if not key and not pb.HasField("key"):  # presence is only asked for when it matters
-            key = None
-        if not value and not pb.HasField("value"):
-            value = None
-        return cls(
-            pb.topic, pb.partition, pb.offset, key, value, None, pb.timestamp_ms, pb.delivery_attempt,
-            epoch, pb.headers,
-        )  # fmt: skip
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.topic, self.partition, self.offset, self.key, self.value, self.headers,
@@ -97,6 +71,59 @@ class Record:
             f"key={self.key!r}, value={self.value!r}, headers={self.headers!r}, "
             f"timestamp_ms={self.timestamp_ms}, delivery_attempt={self.delivery_attempt})"
         )
+
+
+def records_from_batch(batch: sidecar_pb2.RecordBatch, epoch: int) -> list[Record]:
+    """The records of a wire batch, column by column (see ``PartitionRecords`` in the contract)."""
+    records: list[Record] = []
+    for columns in batch.partitions:
+        n = len(columns.offsets)
+        problem = _malformed(columns, n)
+        if problem:
+            where = f"{columns.topic}[{columns.partition}]"
+            raise SidecarError(grpc.StatusCode.INTERNAL, f"malformed record batch for {where}: {problem}")
+        keys = _nullable(columns.keys, columns.null_keys)
+        values = _nullable(columns.values, columns.null_values)
+        headers: Iterable[_Headers | None] = repeat(None, n)
+        if columns.header_counts:
+            header_values = _nullable(columns.header_values, columns.null_header_values)
+            pairs = list(zip(columns.header_keys, header_values, strict=True))
+            headers, start = [], 0
+            for count in columns.header_counts:
+                headers.append(pairs[start : start + count])
+                start += count
+        records += map(
+            Record, repeat(columns.topic, n), repeat(columns.partition, n), columns.offsets, keys, values,
+            headers, columns.timestamps_ms, columns.delivery_attempts, repeat(epoch, n),
+        )  # fmt: skip
+    return records
+
+
+def _malformed(columns: sidecar_pb2.PartitionRecords, n: int) -> str | None:
+    """Why the columns do not line up, if they do not (a sidecar bug: refuse rather than misread)."""
+    lengths = (columns.keys, columns.values, columns.timestamps_ms, columns.timestamp_types,
+               columns.delivery_attempts)  # fmt: skip
+    if any(len(column) != n for column in lengths):
+        return "columns of different lengths"
+    if columns.header_counts and len(columns.header_counts) != n:
+        return "header columns do not add up"
+    if not sum(columns.header_counts) == len(columns.header_keys) == len(columns.header_values):
+        return "header columns do not add up"
+    for nulls, size in (
+        (columns.null_keys, n),
+        (columns.null_values, n),
+        (columns.null_header_values, len(columns.header_values)),
+    ):
+        if nulls and max(nulls) >= size:
+            return "a null index out of range"
+    return None
+
+
+def _nullable(column: Iterable[bytes], nulls: Iterable[int]) -> list[bytes | None]:
+    items: list[bytes | None] = list(column)
+    for i in nulls:
+        items[i] = None
+    return items
 
 
 def _partitions(tps: list[sidecar_pb2.TopicPartitions]) -> frozenset[TopicPartition]:

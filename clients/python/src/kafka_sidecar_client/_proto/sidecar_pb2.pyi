@@ -93,42 +93,44 @@ class ConsumeResponse(_message.Message):
     def __init__(self, records: _Optional[_Union[RecordBatch, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentChange, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
-    __slots__ = ("records", "ack_timeout_ms")
-    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("ack_timeout_ms", "partitions")
     ACK_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
-    records: _containers.RepeatedCompositeFieldContainer[Record]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     ack_timeout_ms: int
-    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., ack_timeout_ms: _Optional[int] = ...) -> None: ...
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionRecords]
+    def __init__(self, ack_timeout_ms: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionRecords, _Mapping]]] = ...) -> None: ...
 
-class Record(_message.Message):
-    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "timestamp_type", "delivery_attempt")
+class PartitionRecords(_message.Message):
+    __slots__ = ("topic", "partition", "offsets", "keys", "null_keys", "values", "null_values", "timestamps_ms", "timestamp_types", "delivery_attempts", "header_counts", "header_keys", "header_values", "null_header_values")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
-    OFFSET_FIELD_NUMBER: _ClassVar[int]
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    HEADERS_FIELD_NUMBER: _ClassVar[int]
-    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
-    TIMESTAMP_TYPE_FIELD_NUMBER: _ClassVar[int]
-    DELIVERY_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NULL_KEYS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    NULL_VALUES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_TYPES_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    HEADER_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    HEADER_KEYS_FIELD_NUMBER: _ClassVar[int]
+    HEADER_VALUES_FIELD_NUMBER: _ClassVar[int]
+    NULL_HEADER_VALUES_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
-    offset: int
-    key: bytes
-    value: bytes
-    headers: _containers.RepeatedCompositeFieldContainer[Header]
-    timestamp_ms: int
-    timestamp_type: TimestampType
-    delivery_attempt: int
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ..., timestamp_type: _Optional[_Union[TimestampType, str]] = ..., delivery_attempt: _Optional[int] = ...) -> None: ...
-
-class Header(_message.Message):
-    __slots__ = ("key", "value")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    value: bytes
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    null_keys: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[bytes]
+    null_values: _containers.RepeatedScalarFieldContainer[int]
+    timestamps_ms: _containers.RepeatedScalarFieldContainer[int]
+    timestamp_types: _containers.RepeatedScalarFieldContainer[TimestampType]
+    delivery_attempts: _containers.RepeatedScalarFieldContainer[int]
+    header_counts: _containers.RepeatedScalarFieldContainer[int]
+    header_keys: _containers.RepeatedScalarFieldContainer[str]
+    header_values: _containers.RepeatedScalarFieldContainer[bytes]
+    null_header_values: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offsets: _Optional[_Iterable[int]] = ..., keys: _Optional[_Iterable[bytes]] = ..., null_keys: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[bytes]] = ..., null_values: _Optional[_Iterable[int]] = ..., timestamps_ms: _Optional[_Iterable[int]] = ..., timestamp_types: _Optional[_Iterable[_Union[TimestampType, str]]] = ..., delivery_attempts: _Optional[_Iterable[int]] = ..., header_counts: _Optional[_Iterable[int]] = ..., header_keys: _Optional[_Iterable[str]] = ..., header_values: _Optional[_Iterable[bytes]] = ..., null_header_values: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TopicPartitions(_message.Message):
     __slots__ = ("topic", "partitions")

@@ -229,34 +229,48 @@ export interface ConsumeResponse {
  * order within a batch and across batches of one stream.
  */
 export interface RecordBatch {
-  records: Record[];
   /** Each record's lease, from when the batch was sent: ack or extend within it (0 = no deadline). */
   ackTimeoutMs: bigint;
+  /** The records, grouped by partition; a partition appears at most once in a batch. */
+  partitions: PartitionRecords[];
 }
 
-/** A Kafka record as the sidecar's consumer received it. */
-export interface Record {
+/**
+ * The records of one partition in a batch, by column: record i is offsets[i], keys[i], values[i],
+ * timestamps_ms[i], timestamp_types[i] and delivery_attempts[i]; each of these columns has exactly one
+ * entry per record. Columns rather than a message per record: a batch carries hundreds of records,
+ * and every protobuf runtime builds and reads a few long repeated fields several times faster than
+ * hundreds of small messages (it was the sidecar's largest cost per record).
+ */
+export interface PartitionRecords {
   topic: string;
   partition: number;
-  offset: bigint;
-  /** Unset for a null key (distinct from an empty key). */
-  key?:
-    | Buffer
-    | undefined;
-  /** Unset for a null value (a tombstone). */
-  value?: Buffer | undefined;
-  headers: Header[];
+  offsets: bigint[];
+  /**
+   * The keys; a null key is an empty entry whose index is listed in `null_keys`, so a null key and an
+   * empty key stay distinct.
+   */
+  keys: Buffer[];
+  /** Indexes (into `offsets`) of the records whose key is null, ascending. */
+  nullKeys: number[];
+  /** The values; a null value (a tombstone) is an empty entry whose index is listed in `null_values`. */
+  values: Buffer[];
+  nullValues: number[];
   /** Milliseconds since the Unix epoch; 0 when the broker gave none. */
-  timestampMs: bigint;
-  timestampType: TimestampType;
+  timestampsMs: bigint[];
+  timestampTypes: TimestampType[];
   /** 1 on first delivery; increased each time the record is delivered again. */
-  deliveryAttempt: number;
-}
-
-export interface Header {
-  key: string;
-  /** Unset for a null header value. */
-  value?: Buffer | undefined;
+  deliveryAttempts: number[];
+  /**
+   * Headers, flattened: record i has header_counts[i] headers, the next ones in `header_keys` and
+   * `header_values` (which have one entry per header). All of them are empty when no record here has
+   * a header; otherwise `header_counts` has one entry per record.
+   */
+  headerCounts: number[];
+  headerKeys: string[];
+  /** A null header value is an empty entry whose index (into `header_keys`) is in `null_header_values`. */
+  headerValues: Buffer[];
+  nullHeaderValues: number[];
 }
 
 export interface TopicPartitions {
@@ -992,19 +1006,19 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
 };
 
 function createBaseRecordBatch(): RecordBatch {
-  return { records: [], ackTimeoutMs: 0n };
+  return { ackTimeoutMs: 0n, partitions: [] };
 }
 
 export const RecordBatch: MessageFns<RecordBatch> = {
   encode(message: RecordBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.records) {
-      Record.encode(v!, writer.uint32(10).fork()).join();
-    }
     if (message.ackTimeoutMs !== 0n) {
       if (BigInt.asIntN(64, message.ackTimeoutMs) !== message.ackTimeoutMs) {
         throw new globalThis.Error("value provided for field message.ackTimeoutMs of type int64 too large");
       }
       writer.uint32(16).int64(message.ackTimeoutMs);
+    }
+    for (const v of message.partitions) {
+      PartitionRecords.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1022,20 +1036,20 @@ export const RecordBatch: MessageFns<RecordBatch> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.records.push(Record.decode(reader, reader.uint32()));
-            continue;
-          }
           case 2: {
             if (tag !== 16) {
               break;
             }
 
             message.ackTimeoutMs = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.partitions.push(PartitionRecords.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1052,22 +1066,24 @@ export const RecordBatch: MessageFns<RecordBatch> = {
 
   fromJSON(object: any): RecordBatch {
     return {
-      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => Record.fromJSON(e)) : [],
       ackTimeoutMs: isSet(object.ackTimeoutMs)
         ? BigInt(object.ackTimeoutMs)
         : isSet(object.ack_timeout_ms)
         ? BigInt(object.ack_timeout_ms)
         : 0n,
+      partitions: globalThis.Array.isArray(object?.partitions)
+        ? object.partitions.map((e: any) => PartitionRecords.fromJSON(e))
+        : [],
     };
   },
 
   toJSON(message: RecordBatch): unknown {
     const obj: any = {};
-    if (message.records?.length) {
-      obj.records = message.records.map((e) => Record.toJSON(e));
-    }
     if (message.ackTimeoutMs !== 0n) {
       obj.ackTimeoutMs = message.ackTimeoutMs.toString();
+    }
+    if (message.partitions?.length) {
+      obj.partitions = message.partitions.map((e) => PartitionRecords.toJSON(e));
     }
     return obj;
   },
@@ -1077,67 +1093,119 @@ export const RecordBatch: MessageFns<RecordBatch> = {
   },
   fromPartial<I extends Exact<DeepPartial<RecordBatch>, I>>(object: I): RecordBatch {
     const message = createBaseRecordBatch();
-    message.records = object.records?.map((e) => Record.fromPartial(e)) || [];
     message.ackTimeoutMs = (object.ackTimeoutMs !== undefined && object.ackTimeoutMs !== null)
       ? BigInt(object.ackTimeoutMs)
       : 0n;
+    message.partitions = object.partitions?.map((e) => PartitionRecords.fromPartial(e)) || [];
     return message;
   },
 };
 
-function createBaseRecord(): Record {
+function createBasePartitionRecords(): PartitionRecords {
   return {
     topic: "",
     partition: 0,
-    offset: 0n,
-    key: undefined,
-    value: undefined,
-    headers: [],
-    timestampMs: 0n,
-    timestampType: 0,
-    deliveryAttempt: 0,
+    offsets: [],
+    keys: [],
+    nullKeys: [],
+    values: [],
+    nullValues: [],
+    timestampsMs: [],
+    timestampTypes: [],
+    deliveryAttempts: [],
+    headerCounts: [],
+    headerKeys: [],
+    headerValues: [],
+    nullHeaderValues: [],
   };
 }
 
-export const Record: MessageFns<Record> = {
-  encode(message: Record, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const PartitionRecords: MessageFns<PartitionRecords> = {
+  encode(message: PartitionRecords, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.topic !== "") {
       writer.uint32(10).string(message.topic);
     }
     if (message.partition !== 0) {
       writer.uint32(16).int32(message.partition);
     }
-    if (message.offset !== 0n) {
-      if (BigInt.asIntN(64, message.offset) !== message.offset) {
-        throw new globalThis.Error("value provided for field message.offset of type int64 too large");
+    if (message.offsets.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.offsets) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field offsets of type int64 is too large");
+        }
+        writer.int64(v);
       }
-      writer.uint32(24).int64(message.offset);
+      writer.join();
     }
-    if (message.key !== undefined) {
-      writer.uint32(34).bytes(message.key);
+    for (const v of message.keys) {
+      writer.uint32(34).bytes(v!);
     }
-    if (message.value !== undefined) {
-      writer.uint32(42).bytes(message.value);
-    }
-    for (const v of message.headers) {
-      Header.encode(v!, writer.uint32(50).fork()).join();
-    }
-    if (message.timestampMs !== 0n) {
-      if (BigInt.asIntN(64, message.timestampMs) !== message.timestampMs) {
-        throw new globalThis.Error("value provided for field message.timestampMs of type int64 too large");
+    if (message.nullKeys.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.nullKeys) {
+        writer.uint32(v);
       }
-      writer.uint32(56).int64(message.timestampMs);
+      writer.join();
     }
-    if (message.timestampType !== 0) {
-      writer.uint32(64).int32(message.timestampType);
+    for (const v of message.values) {
+      writer.uint32(50).bytes(v!);
     }
-    if (message.deliveryAttempt !== 0) {
-      writer.uint32(72).uint32(message.deliveryAttempt);
+    if (message.nullValues.length !== 0) {
+      writer.uint32(58).fork();
+      for (const v of message.nullValues) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.timestampsMs.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.timestampsMs) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field timestampsMs of type int64 is too large");
+        }
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.timestampTypes.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.timestampTypes) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.deliveryAttempts.length !== 0) {
+      writer.uint32(82).fork();
+      for (const v of message.deliveryAttempts) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.headerCounts.length !== 0) {
+      writer.uint32(90).fork();
+      for (const v of message.headerCounts) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.headerKeys) {
+      writer.uint32(98).string(v!);
+    }
+    for (const v of message.headerValues) {
+      writer.uint32(106).bytes(v!);
+    }
+    if (message.nullHeaderValues.length !== 0) {
+      writer.uint32(114).fork();
+      for (const v of message.nullHeaderValues) {
+        writer.uint32(v);
+      }
+      writer.join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): Record {
+  decode(input: BinaryReader | Uint8Array, length?: number): PartitionRecords {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1146,7 +1214,7 @@ export const Record: MessageFns<Record> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRecord();
+      const message = createBasePartitionRecords();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1167,60 +1235,180 @@ export const Record: MessageFns<Record> = {
             continue;
           }
           case 3: {
-            if (tag !== 24) {
-              break;
+            if (tag === 24) {
+              message.offsets.push(reader.int64() as bigint);
+
+              continue;
             }
 
-            message.offset = reader.int64() as bigint;
-            continue;
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.offsets.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
           }
           case 4: {
             if (tag !== 34) {
               break;
             }
 
-            message.key = Buffer.from(reader.bytes());
+            message.keys.push(Buffer.from(reader.bytes()));
             continue;
           }
           case 5: {
-            if (tag !== 42) {
-              break;
+            if (tag === 40) {
+              message.nullKeys.push(reader.uint32());
+
+              continue;
             }
 
-            message.value = Buffer.from(reader.bytes());
-            continue;
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.nullKeys.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
           }
           case 6: {
             if (tag !== 50) {
               break;
             }
 
-            message.headers.push(Header.decode(reader, reader.uint32()));
+            message.values.push(Buffer.from(reader.bytes()));
             continue;
           }
           case 7: {
-            if (tag !== 56) {
-              break;
+            if (tag === 56) {
+              message.nullValues.push(reader.uint32());
+
+              continue;
             }
 
-            message.timestampMs = reader.int64() as bigint;
-            continue;
+            if (tag === 58) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.nullValues.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
           }
           case 8: {
-            if (tag !== 64) {
-              break;
+            if (tag === 64) {
+              message.timestampsMs.push(reader.int64() as bigint);
+
+              continue;
             }
 
-            message.timestampType = reader.int32() as any;
-            continue;
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timestampsMs.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
           }
           case 9: {
-            if (tag !== 72) {
+            if (tag === 72) {
+              message.timestampTypes.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timestampTypes.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 10: {
+            if (tag === 80) {
+              message.deliveryAttempts.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 82) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.deliveryAttempts.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 11: {
+            if (tag === 88) {
+              message.headerCounts.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 90) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.headerCounts.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 12: {
+            if (tag !== 98) {
               break;
             }
 
-            message.deliveryAttempt = reader.uint32();
+            message.headerKeys.push(reader.string());
             continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.headerValues.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 14: {
+            if (tag === 112) {
+              message.nullHeaderValues.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 114) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.nullHeaderValues.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
           }
         }
         if ((tag & 7) === 4 || tag === 0) {
@@ -1234,33 +1422,64 @@ export const Record: MessageFns<Record> = {
     }
   },
 
-  fromJSON(object: any): Record {
+  fromJSON(object: any): PartitionRecords {
     return {
       topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
       partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
-      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
-      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : undefined,
-      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : undefined,
-      headers: globalThis.Array.isArray(object?.headers) ? object.headers.map((e: any) => Header.fromJSON(e)) : [],
-      timestampMs: isSet(object.timestampMs)
-        ? BigInt(object.timestampMs)
-        : isSet(object.timestamp_ms)
-        ? BigInt(object.timestamp_ms)
-        : 0n,
-      timestampType: isSet(object.timestampType)
-        ? timestampTypeFromJSON(object.timestampType)
-        : isSet(object.timestamp_type)
-        ? timestampTypeFromJSON(object.timestamp_type)
-        : 0,
-      deliveryAttempt: isSet(object.deliveryAttempt)
-        ? globalThis.Number(object.deliveryAttempt)
-        : isSet(object.delivery_attempt)
-        ? globalThis.Number(object.delivery_attempt)
-        : 0,
+      offsets: globalThis.Array.isArray(object?.offsets) ? object.offsets.map((e: any) => BigInt(e)) : [],
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => Buffer.from(bytesFromBase64(e))) : [],
+      nullKeys: globalThis.Array.isArray(object?.nullKeys)
+        ? object.nullKeys.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.null_keys)
+        ? object.null_keys.map((e: any) => globalThis.Number(e))
+        : [],
+      values: globalThis.Array.isArray(object?.values)
+        ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      nullValues: globalThis.Array.isArray(object?.nullValues)
+        ? object.nullValues.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.null_values)
+        ? object.null_values.map((e: any) => globalThis.Number(e))
+        : [],
+      timestampsMs: globalThis.Array.isArray(object?.timestampsMs)
+        ? object.timestampsMs.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.timestamps_ms)
+        ? object.timestamps_ms.map((e: any) => BigInt(e))
+        : [],
+      timestampTypes: globalThis.Array.isArray(object?.timestampTypes)
+        ? object.timestampTypes.map((e: any) => timestampTypeFromJSON(e))
+        : globalThis.Array.isArray(object?.timestamp_types)
+        ? object.timestamp_types.map((e: any) => timestampTypeFromJSON(e))
+        : [],
+      deliveryAttempts: globalThis.Array.isArray(object?.deliveryAttempts)
+        ? object.deliveryAttempts.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.delivery_attempts)
+        ? object.delivery_attempts.map((e: any) => globalThis.Number(e))
+        : [],
+      headerCounts: globalThis.Array.isArray(object?.headerCounts)
+        ? object.headerCounts.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.header_counts)
+        ? object.header_counts.map((e: any) => globalThis.Number(e))
+        : [],
+      headerKeys: globalThis.Array.isArray(object?.headerKeys)
+        ? object.headerKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.header_keys)
+        ? object.header_keys.map((e: any) => globalThis.String(e))
+        : [],
+      headerValues: globalThis.Array.isArray(object?.headerValues)
+        ? object.headerValues.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.header_values)
+        ? object.header_values.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      nullHeaderValues: globalThis.Array.isArray(object?.nullHeaderValues)
+        ? object.nullHeaderValues.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.null_header_values)
+        ? object.null_header_values.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
-  toJSON(message: Record): unknown {
+  toJSON(message: PartitionRecords): unknown {
     const obj: any = {};
     if (message.topic !== "") {
       obj.topic = message.topic;
@@ -1268,131 +1487,64 @@ export const Record: MessageFns<Record> = {
     if (message.partition !== 0) {
       obj.partition = Math.round(message.partition);
     }
-    if (message.offset !== 0n) {
-      obj.offset = message.offset.toString();
+    if (message.offsets?.length) {
+      obj.offsets = message.offsets.map((e) => e.toString());
     }
-    if (message.key !== undefined) {
-      obj.key = base64FromBytes(message.key);
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => base64FromBytes(e));
     }
-    if (message.value !== undefined) {
-      obj.value = base64FromBytes(message.value);
+    if (message.nullKeys?.length) {
+      obj.nullKeys = message.nullKeys.map((e) => Math.round(e));
     }
-    if (message.headers?.length) {
-      obj.headers = message.headers.map((e) => Header.toJSON(e));
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => base64FromBytes(e));
     }
-    if (message.timestampMs !== 0n) {
-      obj.timestampMs = message.timestampMs.toString();
+    if (message.nullValues?.length) {
+      obj.nullValues = message.nullValues.map((e) => Math.round(e));
     }
-    if (message.timestampType !== 0) {
-      obj.timestampType = timestampTypeToJSON(message.timestampType);
+    if (message.timestampsMs?.length) {
+      obj.timestampsMs = message.timestampsMs.map((e) => e.toString());
     }
-    if (message.deliveryAttempt !== 0) {
-      obj.deliveryAttempt = Math.round(message.deliveryAttempt);
+    if (message.timestampTypes?.length) {
+      obj.timestampTypes = message.timestampTypes.map((e) => timestampTypeToJSON(e));
+    }
+    if (message.deliveryAttempts?.length) {
+      obj.deliveryAttempts = message.deliveryAttempts.map((e) => Math.round(e));
+    }
+    if (message.headerCounts?.length) {
+      obj.headerCounts = message.headerCounts.map((e) => Math.round(e));
+    }
+    if (message.headerKeys?.length) {
+      obj.headerKeys = message.headerKeys;
+    }
+    if (message.headerValues?.length) {
+      obj.headerValues = message.headerValues.map((e) => base64FromBytes(e));
+    }
+    if (message.nullHeaderValues?.length) {
+      obj.nullHeaderValues = message.nullHeaderValues.map((e) => Math.round(e));
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<Record>, I>>(base?: I): Record {
-    return Record.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<PartitionRecords>, I>>(base?: I): PartitionRecords {
+    return PartitionRecords.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<Record>, I>>(object: I): Record {
-    const message = createBaseRecord();
+  fromPartial<I extends Exact<DeepPartial<PartitionRecords>, I>>(object: I): PartitionRecords {
+    const message = createBasePartitionRecords();
     message.topic = object.topic ?? "";
     message.partition = object.partition ?? 0;
-    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
-    message.key = object.key ?? undefined;
-    message.value = object.value ?? undefined;
-    message.headers = object.headers?.map((e) => Header.fromPartial(e)) || [];
-    message.timestampMs = (object.timestampMs !== undefined && object.timestampMs !== null)
-      ? BigInt(object.timestampMs)
-      : 0n;
-    message.timestampType = object.timestampType ?? 0;
-    message.deliveryAttempt = object.deliveryAttempt ?? 0;
-    return message;
-  },
-};
-
-function createBaseHeader(): Header {
-  return { key: "", value: undefined };
-}
-
-export const Header: MessageFns<Header> = {
-  encode(message: Header, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== undefined) {
-      writer.uint32(18).bytes(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Header {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseHeader();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = Buffer.from(reader.bytes());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Header {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : undefined,
-    };
-  },
-
-  toJSON(message: Header): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== undefined) {
-      obj.value = base64FromBytes(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Header>, I>>(base?: I): Header {
-    return Header.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Header>, I>>(object: I): Header {
-    const message = createBaseHeader();
-    message.key = object.key ?? "";
-    message.value = object.value ?? undefined;
+    message.offsets = object.offsets?.map((e) => BigInt(e)) || [];
+    message.keys = object.keys?.map((e) => e) || [];
+    message.nullKeys = object.nullKeys?.map((e) => e) || [];
+    message.values = object.values?.map((e) => e) || [];
+    message.nullValues = object.nullValues?.map((e) => e) || [];
+    message.timestampsMs = object.timestampsMs?.map((e) => BigInt(e)) || [];
+    message.timestampTypes = object.timestampTypes?.map((e) => e) || [];
+    message.deliveryAttempts = object.deliveryAttempts?.map((e) => e) || [];
+    message.headerCounts = object.headerCounts?.map((e) => e) || [];
+    message.headerKeys = object.headerKeys?.map((e) => e) || [];
+    message.headerValues = object.headerValues?.map((e) => e) || [];
+    message.nullHeaderValues = object.nullHeaderValues?.map((e) => e) || [];
     return message;
   },
 };
