@@ -276,11 +276,16 @@ class Dispatcher:
 
     def add_records(self, records: Iterable[Record]) -> int:
         """Buffer records fetched from Kafka; returns how many were dropped (not owned, or done)."""
-        dropped = 0
+        dropped = added = 0
         partitions = self._partitions
         keyed = self.policy.ordering is Ordering.KEY
+        touched: dict[_Lane, None] = {}  # lanes that got records, in order: readiness checked once each
+        part: _Partition | None = None
+        topic, partition = "", -1
         for record in records:
-            part = partitions.get(TopicPartition(record.topic, record.partition))
+            if record.partition != partition or record.topic != topic:  # records come in runs
+                topic, partition = record.topic, record.partition
+                part = partitions.get(TopicPartition(topic, partition))
             tracker = part.tracker if part is not None else None
             if part is None or part.revoking or tracker is None or record.offset < (tracker.next_offset or 0):
                 # In transit when the partition went away, or a refetch of something already held.
@@ -294,14 +299,19 @@ class Dispatcher:
                 self.skipped_on_assign += 1
                 dropped += 1
                 continue
-            lane = self._lane(part, record.key if keyed else None)
+            key = record.key if keyed else None
+            lane = part.lanes.get(key) or self._lane(part, key)
             record.lane = lane
             lane.queue.append(record)
-            self.buffered_records += 1
+            added += 1
+            touched[lane] = None
+        self.buffered_records += added
+        ready = self._ready
+        for lane in touched:
             if lane.blocked:
                 self._stuck = None
-            if lane not in self._ready and self._may_deliver(lane):
-                self._ready[lane] = None
+            if lane not in ready and self._may_deliver(lane):
+                ready[lane] = None
         return dropped
 
     @staticmethod
@@ -392,6 +402,27 @@ class Dispatcher:
         lane.in_flight -= 1
         if not lane.in_flight:
             lane.owner = 0
+
+    def _unlink_all(self, part: _Partition, records: list[Record], sid: int) -> None:
+        """``_unlink`` for many records, all in flight on stream ``sid`` (an ack's records)."""
+        in_flight = part.in_flight
+        for record in records:
+            del in_flight[record.offset]
+            record.stream = 0
+            lane: _Lane = record.lane  # type: ignore[assignment]  # set by add_records
+            lane.in_flight -= 1
+            if not lane.in_flight:
+                lane.owner = 0
+        count = len(records)
+        self.in_flight_records -= count
+        stream = self._streams.get(sid)
+        if stream is not None:
+            stream.in_flight -= count
+            left = stream.parts[part] - count
+            if left:
+                stream.parts[part] = left
+            else:
+                del stream.parts[part]
 
     def _expire(self, record: Record) -> None:
         lane = record.lane
@@ -515,14 +546,10 @@ class Dispatcher:
     ) -> Outcome:
         outcome, taken = self._take(sid, tp, offsets, ranges, remove=True)
         if taken:
-            ack = self._partitions[tp].tracker.ack
-            nbytes = 0
-            for record in taken:
-                ack(record.offset, received=True)
-                nbytes += record.size
+            self._partitions[tp].tracker.ack_received([r.offset for r in taken])
             self.released_records += len(taken)
-            self.released_bytes += nbytes
-            for lane in dict.fromkeys(r.lane for r in taken):  # each lane once, in order
+            self.released_bytes += sum([r.size for r in taken])
+            for lane in dict.fromkeys([r.lane for r in taken]):  # each lane once, in order
                 self._refresh(cast(_Lane, lane))
         return outcome
 
@@ -616,9 +643,8 @@ class Dispatcher:
             if not hits:
                 missing_ranges.append((first, last))
         records = list(taken.values())
-        if remove:
-            for record in records:
-                self._unlink(part, record)
+        if remove and records:
+            self._unlink_all(part, records, sid)
         outcome = Outcome(len(records))
         if missing_offsets or missing_ranges:
             outcome.rejection, outcome.stale = self._classify(sid, tp, missing_offsets, missing_ranges)

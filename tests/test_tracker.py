@@ -108,3 +108,26 @@ def test_acks_of_known_offsets_stay_fast_with_holes() -> None:
     assert tracker.watermark == offsets[0]
     assert tracker.ack(offsets[0], received=True)
     assert tracker.watermark == offsets[-1] + 1
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=200).map(
+        lambda steps: [sum(steps[: i + 1]) for i in range(len(steps))]
+    ),
+    st.data(),
+)
+def test_bulk_ack_is_the_same_as_acking_one_by_one(offsets: list[int], data: st.DataObject) -> None:
+    one, bulk = tracker_with(offsets), tracker_with(offsets)
+    order = data.draw(st.permutations(offsets))
+    chunks = data.draw(st.lists(st.integers(min_value=0, max_value=len(order)), max_size=6))
+    for start, end in zip([0, *sorted(chunks)], [*sorted(chunks), len(order)], strict=True):
+        chunk = order[start:end] + order[start:end][:1]  # a repeat in a chunk changes nothing
+        for offset in chunk:
+            one.ack(offset, received=True)
+        bulk.ack_received(chunk)
+        assert (bulk.watermark, bulk.outstanding, bulk.acked_above()) == (
+            one.watermark,
+            one.outstanding,
+            one.acked_above(),
+        )
+        assert bulk.take_commit(gaps=True) == one.take_commit(gaps=True)
