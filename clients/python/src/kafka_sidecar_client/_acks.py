@@ -118,8 +118,21 @@ class AckBuffer:
         reason: str = "",
     ) -> None:
         """Buffer one offset: an ack, a nack (optionally delayed), an extend or a reject."""
+        self.add_many(tp, (offset,), nack=nack, kind=kind, delay_ms=delay_ms, reason=reason)
+
+    def add_many(
+        self,
+        tp: TopicPartition,
+        offsets: Iterable[int],
+        *,
+        nack: bool = False,
+        kind: str = "",
+        delay_ms: int | None = None,
+        reason: str = "",
+    ) -> None:
+        """Buffer offsets of one partition, all of the same kind (``add`` for each, in one call)."""
         group = self._group(kind or ("nack" if nack else "ack"), delay_ms, reason)
-        group.offsets.setdefault(tp, []).append(offset)
+        group.offsets.setdefault(tp, []).extend(offsets)
 
     def add_raw(
         self,

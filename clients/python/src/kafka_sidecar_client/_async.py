@@ -348,17 +348,27 @@ class AsyncConsumer:
         s = self._stream
         if s is None:
             return
-        n = 0
+        finished: dict[TopicPartition, list[int]] = {}
+        epoch, inflight = s.epoch, s.inflight
+        topic, partition = "", -1
+        offsets: set[int] | None = None
+        done: list[int] = []
         for r in records:
-            if r._epoch != s.epoch:
+            if r._epoch != epoch:
                 continue
-            tp = (r.topic, r.partition)
-            offsets = s.inflight.get(tp)
+            if r.partition != partition or r.topic != topic:  # records come in runs per partition
+                topic, partition = r.topic, r.partition
+                offsets = inflight.get((topic, partition))
+                done = finished.setdefault((topic, partition), [])
             if offsets is None or r.offset not in offsets:
                 continue  # already acked or nacked
             offsets.discard(r.offset)
-            s.pending.add(tp, r.offset, nack=nack, kind=kind, delay_ms=delay_ms, reason=reason)
-            n += 1
+            done.append(r.offset)
+        n = 0
+        for tp, taken in finished.items():
+            if taken:
+                s.pending.add_many(tp, taken, nack=nack, kind=kind, delay_ms=delay_ms, reason=reason)
+                n += len(taken)
         if n:
             s.pending.credit += n
             s.queue()
@@ -475,8 +485,8 @@ class AsyncConsumer:
             timeout_ms = response.records.ack_timeout_ms
             self._ack_timeout = timeout_ms / 1000 if timeout_ms > 0 else None
             batch = records_from_batch(response.records, s.epoch)
-            for r in batch:
-                s.inflight.setdefault((r.topic, r.partition), set()).add(r.offset)
+            for columns in response.records.partitions:  # in flight: a set per partition, in bulk
+                s.inflight.setdefault((columns.topic, columns.partition), set()).update(columns.offsets)
             if batch:
                 self._ready.append(batch)
                 self._ready_event.set()
