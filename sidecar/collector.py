@@ -11,9 +11,10 @@ Records are plain data freed by reference counting; the sidecar makes few refere
 and gRPC make some). So the collector is switched off and run from the event loop on a clock: a young
 pass every ``young_interval_s`` and a full pass every ``full_interval_s``. A young pass walks what was
 allocated since the last one and is still alive, which under load is about the whole buffer whatever
-the interval (a pass a second still took a fifth of the event loop), so it runs every 10 s. Cyclic garbage waits at most that long, and the collector's work
-no longer grows with the record rate. Everything alive at start-up (modules, classes, configuration)
-is frozen out of every pass: it is never garbage.
+the interval (a pass a second still took a fifth of the event loop), so it runs every 10 s. Cyclic
+garbage waits at most that long, and the collector's work no longer grows with the record rate.
+Everything alive at start-up (modules, classes, configuration) is frozen out of every pass: it is
+never garbage.
 """
 
 from __future__ import annotations
