@@ -107,10 +107,12 @@ def _records_response(records: list[Record], ack_timeout_ms: int) -> pb.ConsumeR
     batch.SetInParent()
     batch.ack_timeout_ms = ack_timeout_ms
     by_partition: dict[tuple[str, int], list[Record]] = {}
+    topic, partition = "", -1
+    group: list[Record] = []
     for r in records:
-        group = by_partition.get((r.topic, r.partition))
-        if group is None:
-            by_partition[(r.topic, r.partition)] = group = []
+        if r.partition != partition or r.topic != topic:  # a batch is filled lane by lane: in runs
+            topic, partition = r.topic, r.partition
+            group = by_partition.setdefault((topic, partition), [])
         group.append(r)
     add = batch.partitions.add
     for (topic, partition), group in by_partition.items():

@@ -543,3 +543,17 @@ async def test_blocking_close_from_another_thread_ends_iteration(fake: FakeSidec
     assert await asyncio.wait_for(iterating, 5) == [0]
     assert c.receive(timeout=1) == []
     c.ack(Record("t", 0, 0))  # acks after close are dropped, not errors
+
+
+def test_a_batch_interleaving_partitions_keeps_each_partition_in_order() -> None:
+    sent = [record(0, 0), record(1, 5), record(0, 1), record(1, 6), record(0, 2, topic="u")]
+    response = batch(*sent)
+    assert [(c.topic, c.partition) for c in response.records.partitions] == [("t", 0), ("t", 1), ("u", 0)]
+    got = records_from_batch(response.records, epoch=1)
+    assert [(r.topic, r.partition, r.offset) for r in got] == [
+        ("t", 0, 0),
+        ("t", 0, 1),
+        ("t", 1, 5),
+        ("t", 1, 6),
+        ("u", 0, 2),
+    ]
