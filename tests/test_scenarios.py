@@ -68,6 +68,8 @@ def test_rebalances_count_generations_of_running_members_once() -> None:
     ]
     assert count_rebalances(events, settled_at=10) == (2, 1)
     assert count_rebalances(events[:5], settled_at=10) == (1, 0)
+    # A member leaving while the run's members are stopped, after its end, is no part of it.
+    assert count_rebalances(events, settled_at=10, end=25) == (1, 0)
 
 
 def test_rebalance_events_are_read_from_json_log_lines_per_incarnation() -> None:

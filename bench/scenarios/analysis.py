@@ -8,7 +8,8 @@ an app, when, how often) and the members' rebalance log lines. Definitions:
   producer hears its acknowledgement). Total lag is the sum over partitions.
 * **longest stall**: the longest time any partition had a backlog (an acknowledged record not yet
   received) while none of its records arrived. Quiet partitions with nothing to deliver do not stall.
-* **rebalances**: group generations, after the group settled, in which a member that was already
+* **rebalances**: group generations, after the group settled and before the run's end (the members'
+  own shutdown afterwards is not part of the scenario), in which a member that was already
   running got a new assignment. A process's own first join is not counted (a static member coming back
   is no rebalance for anyone else), and a rebalance counts once however many members took part.
 * **evictions**: rebalances in which a member's partitions were *lost* (the group moved on without it:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,12 +103,14 @@ def current_assignment(events: Iterable[GroupEvent]) -> set[int]:
     return held
 
 
-def count_rebalances(events: Iterable[GroupEvent], settled_at: float) -> tuple[int, int]:
-    """(rebalances, evictions) after ``settled_at``, as defined in the module docstring."""
+def count_rebalances(
+    events: Iterable[GroupEvent], settled_at: float, end: float = math.inf
+) -> tuple[int, int]:
+    """(rebalances, evictions) between ``settled_at`` and ``end``, as defined in the module docstring."""
     events = list(events)
     before = [e.generation for e in events if e.t <= settled_at and e.generation is not None]
     floor = max(before, default=-1)
-    later = [e for e in events if e.t > settled_at and not e.first]
+    later = [e for e in events if settled_at < e.t <= end and not e.first]
     generations = {e.generation for e in later if e.generation is not None and e.generation > floor}
     unknown = sum(1 for e in later if e.generation is None)  # no generation: count each line
     evicted = {(e.member, e.generation, e.t) for e in later if e.lost}
@@ -212,7 +216,7 @@ def summarize(
     total = [sum(col) for col in zip(*per.values(), strict=True)] if per else [0] * len(times)
     bins, rate = line.rate_series(settled_at, end)
     stall, stall_partition, stall_start = line.longest_stall(end)
-    rebalances, evictions = count_rebalances(events, settled_at)
+    rebalances, evictions = count_rebalances(events, settled_at, end)
     attempts = Counter((r.partition, r.offset) for r in receipts)
     return {
         "figures": {

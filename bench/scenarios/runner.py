@@ -119,7 +119,7 @@ def run_variant(
         variant=variant,
         marks=[(round(m.t - settled_at, 2), m.label) for m in stage.marks],
         rebalance_times=sorted(
-            {round(e.t - settled_at, 2) for e in events if e.t > settled_at and not e.first}
+            {round(e.t - settled_at, 2) for e in events if settled_at < e.t <= end and not e.first}
         ),
         producer_stopped_at_s=round(stopped_at - settled_at, 2),
         notes=notes,
