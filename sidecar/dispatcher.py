@@ -386,25 +386,10 @@ class Dispatcher:
 
     def _unlink(self, part: _Partition, record: Record) -> None:
         """Take ``record`` out of flight (on whichever stream holds it)."""
-        del part.in_flight[record.offset]
-        stream = self._streams.get(record.stream)
-        if stream is not None:
-            stream.in_flight -= 1
-            left = stream.parts[part] - 1
-            if left:
-                stream.parts[part] = left
-            else:
-                del stream.parts[part]
-        record.stream = 0
-        self.in_flight_records -= 1
-        lane = record.lane
-        assert isinstance(lane, _Lane)
-        lane.in_flight -= 1
-        if not lane.in_flight:
-            lane.owner = 0
+        self._unlink_all(part, [record], record.stream)
 
     def _unlink_all(self, part: _Partition, records: list[Record], sid: int) -> None:
-        """``_unlink`` for many records, all in flight on stream ``sid`` (an ack's records)."""
+        """Take ``records``, all in flight on stream ``sid``, out of flight (an ack's, in one go)."""
         in_flight = part.in_flight
         for record in records:
             del in_flight[record.offset]
