@@ -10,7 +10,12 @@ retry delays) and turns what it returns into gRPC messages, dead-letter writes a
   record in flight (keyless records share an exclusive lane per partition); ``unordered`` one shared
   lane per partition that any stream may take from.
 * A record stays held until acked. When its stream ends, its lease expires, or it is nacked, it goes
-  back to the front of its lane (``attempt + 1``), after the retry delay for nacks. A delayed record
+  back to the front of its lane (``attempt + 1``), after the retry delay for nacks. Leases all last
+  the one ack timeout, so they fall due in the order they were given: each partition's in-flight
+  records are kept in that order (a delivery or an extension puts a record at the end), and a due
+  lease entry says only which partitions to look at from the front. Nothing holds an acked record,
+  whatever the ack timeout: at tens of thousands of records a second a reference per delivered batch
+  kept every record of the last minute alive. A delayed record
   holds back the rest of an ordered lane (ordering wins); in ``unordered`` it waits aside.
 * After ``max_attempts`` deliveries, or when the app rejects it, a record is *exhausted*: it goes to
   the dead-letter outbox (acked once the pipeline reports it written), or without a dead-letter topic
@@ -37,7 +42,7 @@ import heapq
 import itertools
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import cast
 
 from sidecar import gaps
@@ -91,7 +96,8 @@ class _Partition:
         self.tp = tp
         self.tracker = OffsetTracker()
         self.lanes: dict[bytes | None, _Lane] = {}
-        self.in_flight: dict[int, Record] = {}  # offset -> record, on whichever stream
+        # offset -> record, on whichever stream; in lease order (deadlines never decrease)
+        self.in_flight: dict[int, Record] = {}
         self.skips: deque[tuple[int, int]] = deque(skips)  # acked before (commit metadata)
         self.dead_lettering = 0  # exhausted records being written to the dead-letter topic
         self.parked: list[Record] = []
@@ -111,7 +117,6 @@ class _Stream:
 
 
 class _Timer(enum.IntEnum):
-    LEASE = 0  # payload: (delivery id, records)
     WAKE = 1  # payload: a lane whose delayed head is due
     RETRY = 2  # payload: a record waiting aside (unordered) to go back into its lane
 
@@ -132,8 +137,9 @@ class Dispatcher:
         self._ready: dict[_Lane, None] = {}  # lanes that may deliver now (an ordered set)
         self._streams: dict[int, _Stream] = {}
         self._timers: list[tuple[float, int, _Timer, object]] = []
+        # (deadline, partitions given leases then): in deadline order, since every lease is as long
+        self._leases: deque[tuple[float, Collection[_Partition]]] = deque()
         self._seq = itertools.count()
-        self._deliveries = itertools.count(1)
         self._next_stream = 1
         self._rotation = 0
         self._delivering = True
@@ -153,15 +159,14 @@ class Dispatcher:
     def tick(self) -> None:
         """Expire the leases and release the retries that are due by now."""
         now = self._clock()
+        leases = self._leases
+        while leases and leases[0][0] <= now:
+            for part in leases.popleft()[1]:
+                self._expire_due(part, now)
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, _, kind, payload = heapq.heappop(timers)
-            if kind is _Timer.LEASE:
-                delivery, records = cast("tuple[int, list[Record]]", payload)
-                for record in records:
-                    if record.stream and record.delivery == delivery:
-                        self._expire(record)
-            elif kind is _Timer.WAKE:
+            if kind is _Timer.WAKE:
                 self._refresh(cast(_Lane, payload))
             else:
                 record = cast(Record, payload)
@@ -174,7 +179,13 @@ class Dispatcher:
 
     def next_due(self) -> float | None:
         """When ``tick`` next has something to do (None: nothing scheduled)."""
-        return self._timers[0][0] if self._timers else None
+        due = [queue[0][0] for queue in (self._timers, self._leases) if queue]
+        return min(due) if due else None
+
+    def _lease(self, deadline: float, parts: Collection[_Partition]) -> None:
+        """Look at ``parts`` at ``deadline``: the records given a lease now expire then, if unacked."""
+        if deadline:
+            self._leases.append((deadline, parts))
 
     def _schedule(self, when: float, kind: _Timer, payload: object) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, payload))
@@ -409,6 +420,16 @@ class Dispatcher:
             else:
                 del stream.parts[part]
 
+    def _expire_due(self, part: _Partition, now: float) -> None:
+        """Expire ``part``'s leases that are due: the front of its in-flight records (lease order)."""
+        due = []
+        for record in part.in_flight.values():
+            if record.deadline > now:
+                break
+            due.append(record)
+        for record in due:
+            self._expire(record)
+
     def _expire(self, record: Record) -> None:
         lane = record.lane
         assert isinstance(lane, _Lane)
@@ -580,12 +601,14 @@ class Dispatcher:
         outcome, taken = self._take(sid, tp, offsets, ranges, remove=False)
         timeout = self.policy.ack_timeout_s
         if taken and timeout > 0:
-            delivery = next(self._deliveries)
+            part = self._partitions[tp]
+            in_flight = part.in_flight
             deadline = self._clock() + timeout
             for record in taken:
-                record.delivery = delivery
                 record.deadline = deadline
-            self._schedule(deadline, _Timer.LEASE, (delivery, taken))
+                del in_flight[record.offset]  # to the end: the in-flight records stay in lease order
+                in_flight[record.offset] = record
+            self._lease(deadline, (part,))
         return outcome
 
     def _take(
@@ -713,13 +736,13 @@ class Dispatcher:
         max_bytes = self.max_batch_bytes
         sid = stream.id
         eligible = self._eligible(stream)
-        delivery = next(self._deliveries)
         timeout = self.policy.ack_timeout_s
         deadline = self._clock() + timeout if timeout > 0 else 0.0
         batch: list[Record] = []
         nbytes = 0
         full = False
         parts = stream.parts
+        leased: dict[_Partition, None] = {}
         while eligible and not full:
             quota = max(1, (limit - len(batch)) // len(eligible))
             still = []
@@ -735,7 +758,6 @@ class Dispatcher:
                         break
                     queue.popleft()
                     record.stream = sid
-                    record.delivery = delivery
                     record.deadline = deadline
                     in_flight[record.offset] = record
                     batch.append(record)
@@ -746,6 +768,7 @@ class Dispatcher:
                     if lane.exclusive:
                         lane.owner = sid
                     parts[lane.part] = parts.get(lane.part, 0) + taken
+                    leased[lane.part] = None
                 if not self._may_deliver(lane):
                     self._ready.pop(lane, None)
                 elif not full and taken == take and queue:
@@ -758,8 +781,7 @@ class Dispatcher:
             stream.in_flight += len(batch)
             self.buffered_records -= len(batch)
             self.in_flight_records += len(batch)
-            if deadline:
-                self._schedule(deadline, _Timer.LEASE, (delivery, batch))
+            self._lease(deadline, leased)
         return batch
 
     # -- commits --------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ class Record:
         "attempt",
         "avoid",
         "deadline",
-        "delivery",
         "headers",
         "key",
         "lane",
@@ -68,8 +67,7 @@ class Record:
         self.timestamp_type = timestamp_type
         self.attempt = 1
         self.stream = 0  # the stream it is in flight on; 0 when not in flight
-        self.delivery = 0  # which delivery (lease) is current, for expiry checks
-        self.deadline = 0.0
+        self.deadline = 0.0  # when its lease ends, while in flight (0: no lease)
         self.avoid = 0  # a stream whose lease on it expired: prefer another one
         self.lane: object = None
         # Headers are counted at a flat 64 B each: summing their lengths cost more than the rest of

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import weakref
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -87,6 +88,57 @@ def test_extended_lease_is_not_redelivered_and_expires_later() -> None:
     assert deliver(d) == {}
     clock.advance(2)
     assert deliver(d) == {a: [(0, 0, 2)]}
+
+
+class _Traced(Record):
+    """A record that can be watched with a weak reference (``Record`` itself has no slot for one)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def test_an_acked_record_is_not_kept_alive_by_its_lease() -> None:
+    """A lease that is still running must not hold its batch: at the default 60 s ack timeout that
+    kept every record of the last minute alive (hundreds of MB at tens of thousands a second)."""
+    clock = Clock()
+    d = make(clock, ack_timeout_s=60.0)
+    records = [_Traced("t", 0, offset, b"k", b"v") for offset in range(3)]
+    watched = [weakref.ref(r) for r in records]
+    d.add_records(records)
+    del records
+    a = d.open_stream()
+    d.grant(a, 3)
+    assert deliver(d) == {a: [(0, 0, 1), (0, 1, 1), (0, 2, 1)]}
+    assert d.ack(a, T0, [0, 2]).accepted == 2
+    assert [ref() is None for ref in watched] == [True, False, True]  # offset 1 is still in flight
+    d.grant(a, 1)
+    clock.advance(61)
+    assert deliver(d) == {a: [(0, 1, 2)]}  # the lease still expires the unacked one
+    assert d.ack(a, T0, [1]).accepted == 1
+    assert watched[1]() is None
+
+
+def test_leases_expire_in_order_across_partitions_redeliveries_and_extensions() -> None:
+    clock = Clock()
+    d = make(clock, ack_timeout_s=10.0)
+    d.add_records(plain(T0, 0, 2) + plain(T1, 0, 2))
+    a = d.open_stream()
+    d.grant(a, 1)
+    assert deliver(d) == {a: [(0, 0, 1)]}  # T0@0 due at 10
+    clock.advance(4)
+    d.grant(a, 3)
+    assert sorted(deliver(d)[a]) == [(0, 1, 1), (1, 0, 1), (1, 1, 1)]  # due at 14
+    clock.advance(2)
+    assert d.extend(a, T1, [1]).accepted == 1  # T1@1 now due at 16
+    d.grant(a, 10)
+    clock.advance(4.5)  # 10.5: T0@0 is due
+    assert deliver(d) == {a: [(0, 0, 2)]}  # due again at 20.5
+    clock.advance(4)  # 14.5: T0@1 and T1@0
+    assert sorted(deliver(d)[a]) == [(0, 1, 2), (1, 0, 2)]
+    clock.advance(1)  # 15.5: nothing
+    assert deliver(d) == {}
+    clock.advance(1)  # 16.5: the extended T1@1
+    assert deliver(d) == {a: [(1, 1, 2)]}
+    assert d.expired_total == 4
 
 
 def test_late_ack_after_expiry_is_stale_and_not_counted() -> None:
