@@ -2,8 +2,9 @@
 
 It runs on one thread of its own and never waits for the app, so heartbeats and
 ``max.poll.interval.ms`` are satisfied however slow the app is. Each turn of its loop it runs the
-commands the event loop queued (commits, close), applies backpressure (pause every assigned partition
-while the backlog of unacked records is over its limit, resume below half of it), and polls.
+commands the event loop queued (commits, close), applies backpressure (see ``FULL_GRACE_S``: stop
+taking records while the backlog of unacked records is at its limit, pause every assigned partition if
+it stays there, resume below half of it), and polls.
 
 Rebalance callbacks run inside ``consume()`` on this thread. Revokes block here until the event loop
 has settled the partitions (see ``handoff``); then the offsets of acked records are committed
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.1
 POLL_BATCH = 1000
+# A full backlog first only stops the taking of records, for up to FULL_GRACE_S, and pauses fetching
+# only if it is still full then. A pause is not free: librdkafka drops what it prefetched for a paused
+# partition (librdkafka#5343) and fetching starts over on resume, which left the app idle for most of a
+# second per pause in the benchmark, where the backlog is full only until the app's next acks (tens
+# of ms). While it waits the poll thread calls no consume(), so rebalance and commit callbacks wait up
+# to the grace too; what librdkafka holds meanwhile is bounded by its own queued.max.messages.kbytes.
+FULL_GRACE_S = 0.5
+FULL_WAIT_S = 0.002  # how often a full backlog is looked at again during the grace
 COMMITTED_TIMEOUT_S = 10.0
 
 
@@ -94,6 +103,7 @@ class GroupMember:
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._consumer: Consumer | None = None
         self._paused = False
+        self._full_since: float | None = None  # since when the backlog is at its limit
         self._held: frozenset[TopicPartition] = frozenset()  # not fetched: see handoff.Hold
         self._assignment_changed = False
         self._epoch = 0  # rebalance callbacks so far; the pipeline counts the same ones (see Commit)
@@ -160,6 +170,9 @@ class GroupMember:
                     self._commit_async(consumer, command)
                 command = self._handoff.next_command()
             room = self._apply_backpressure(consumer)
+            if not room:  # full, within the grace: take nothing, wait for acks
+                time.sleep(FULL_WAIT_S)
+                continue
             if self._paused and self._stats_ms > 0 and self.lag.refresh_due():
                 self.lag.refresh(lambda tp: _high_watermark(consumer, tp))  # no fetches: ask the broker
             messages = consume_available(consumer, min(POLL_BATCH, room))
@@ -209,7 +222,13 @@ class GroupMember:
         metrics.BACKLOG_RECORDS.set(held_records)
         metrics.BACKLOG_BYTES.set(held_bytes)
         max_records, max_bytes = self._config.buffer_max_records, self._config.buffer_max_bytes
-        if not self._paused and (held_records >= max_records or held_bytes >= max_bytes):
+        full = held_records >= max_records or held_bytes >= max_bytes
+        now = time.monotonic()
+        if not full:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
+        if not self._paused and self._full_since is not None and now - self._full_since >= FULL_GRACE_S:
             self._paused = True
             consumer.pause(consumer.assignment())
             metrics.PAUSED.set(1)
@@ -228,6 +247,8 @@ class GroupMember:
         self._assignment_changed = False
         assigned = self.rebalances.assignment
         metrics.PAUSED_PARTITIONS.set(len(assigned) if self._paused else len(self._held & assigned))
+        if full and not self._paused:
+            return 0  # the grace: take nothing until acks make room, or the pause
         # Never take more than the limit allows (at least 1: consume() still has to run callbacks).
         return max(1, max_records - held_records)
 
