@@ -146,7 +146,7 @@ _SETTINGS = (
     _Setting(
         "SIDECAR_MAX_BATCH_RECORDS",
         "max_batch_records",
-        "500",
+        "1000",
         "Most records in one gRPC message (1-100000).",
     ),
     _Setting(

@@ -38,7 +38,7 @@ def test_defaults() -> None:
     assert c.grpc_address == "127.0.0.1:50051"
     assert c.http_address == ("127.0.0.1", 8080)
     assert (c.buffer_max_records, c.buffer_max_bytes) == (50000, 64 * 1024 * 1024)
-    assert (c.max_batch_records, c.max_batch_bytes) == (500, 1024 * 1024)
+    assert (c.max_batch_records, c.max_batch_bytes) == (1000, 1024 * 1024)
     assert (c.commit_interval_ms, c.revoke_grace_ms, c.drain_timeout_ms) == (1000, 10000, 20000)
     assert (c.log_level, c.log_format) == ("INFO", "text")
     assert dict(c.kafka) == {
