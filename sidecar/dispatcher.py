@@ -124,7 +124,7 @@ class _Timer(enum.IntEnum):
 class Dispatcher:
     def __init__(
         self,
-        max_batch_records: int = 500,
+        max_batch_records: int = 1000,
         max_batch_bytes: int = 1 << 20,
         policy: Policy | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -286,20 +286,66 @@ class Dispatcher:
     # -- records from Kafka ---------------------------------------------------------------------
 
     def add_records(self, records: Iterable[Record]) -> int:
-        """Buffer records fetched from Kafka; returns how many were dropped (not owned, or done)."""
-        dropped = added = 0
-        partitions = self._partitions
-        keyed = self.policy.ordering is Ordering.KEY
+        """Buffer records fetched from Kafka; returns how many were dropped (not owned, or done).
+
+        Records come in runs of one partition (a fetch response each); a run is added in bulk when it
+        can be: contiguous offsets past what is held, no key lanes, no acked-before ranges to skip.
+        """
+        dropped = 0
         touched: dict[_Lane, None] = {}  # lanes that got records, in order: readiness checked once each
-        part: _Partition | None = None
+        run: list[Record] = []
         topic, partition = "", -1
         for record in records:
-            if record.partition != partition or record.topic != topic:  # records come in runs
+            if record.partition != partition or record.topic != topic:
+                if run:
+                    dropped += self._add_run(run, touched)
                 topic, partition = record.topic, record.partition
-                part = partitions.get(TopicPartition(topic, partition))
-            tracker = part.tracker if part is not None else None
-            if part is None or part.revoking or tracker is None or record.offset < (tracker.next_offset or 0):
-                # In transit when the partition went away, or a refetch of something already held.
+                run = []
+            run.append(record)
+        if run:
+            dropped += self._add_run(run, touched)
+        ready = self._ready
+        for lane in touched:
+            if lane.blocked:
+                self._stuck = None
+            if lane not in ready and self._may_deliver(lane):
+                ready[lane] = None
+        return dropped
+
+    def _add_run(self, run: list[Record], touched: dict[_Lane, None]) -> int:
+        """Add records of one partition, in offset order; returns how many were dropped."""
+        part = self._partitions.get(TopicPartition(run[0].topic, run[0].partition))
+        if part is None or part.revoking:  # in transit when the partition went away
+            for record in run:
+                self._release(record)
+            return len(run)
+        tracker = part.tracker
+        offsets = [r.offset for r in run]
+        first, last = offsets[0], offsets[-1]
+        if (
+            first >= (tracker.next_offset or 0)
+            and last - first == len(run) - 1
+            and not part.skips
+            and self.policy.ordering is not Ordering.KEY
+            and offsets == list(range(first, last + 1))
+        ):
+            lane = part.lanes.get(None) or self._lane(part, None)
+            for record in run:
+                record.lane = lane
+            tracker.add_run(first, last)
+            lane.queue.extend(run)
+            self.buffered_records += len(run)
+            touched[lane] = None
+            return 0
+        return self._add_each(part, run, touched)
+
+    def _add_each(self, part: _Partition, run: list[Record], touched: dict[_Lane, None]) -> int:
+        """``_add_run`` one record at a time: key lanes, skips, refetches and offset holes."""
+        dropped = 0
+        tracker = part.tracker
+        keyed = self.policy.ordering is Ordering.KEY
+        for record in run:
+            if record.offset < (tracker.next_offset or 0):  # a refetch of something already held
                 self._release(record)
                 dropped += 1
                 continue
@@ -314,15 +360,8 @@ class Dispatcher:
             lane = part.lanes.get(key) or self._lane(part, key)
             record.lane = lane
             lane.queue.append(record)
-            added += 1
+            self.buffered_records += 1
             touched[lane] = None
-        self.buffered_records += added
-        ready = self._ready
-        for lane in touched:
-            if lane.blocked:
-                self._stuck = None
-            if lane not in ready and self._may_deliver(lane):
-                ready[lane] = None
         return dropped
 
     @staticmethod
@@ -402,14 +441,21 @@ class Dispatcher:
     def _unlink_all(self, part: _Partition, records: list[Record], sid: int) -> None:
         """Take ``records``, all in flight on stream ``sid``, out of flight (an ack's, in one go)."""
         in_flight = part.in_flight
+        count = len(records)
+        shared = part.lanes.get(None) if self.policy.ordering is not Ordering.KEY else None
         for record in records:
             del in_flight[record.offset]
             record.stream = 0
-            lane: _Lane = record.lane  # type: ignore[assignment]  # set by add_records
-            lane.in_flight -= 1
-            if not lane.in_flight:
-                lane.owner = 0
-        count = len(records)
+        if shared is not None:  # without key lanes a partition has this one lane
+            shared.in_flight -= count
+            if not shared.in_flight:
+                shared.owner = 0
+        else:
+            for record in records:
+                lane: _Lane = record.lane  # type: ignore[assignment]  # set by add_records
+                lane.in_flight -= 1
+                if not lane.in_flight:
+                    lane.owner = 0
         self.in_flight_records -= count
         stream = self._streams.get(sid)
         if stream is not None:
@@ -552,10 +598,13 @@ class Dispatcher:
     ) -> Outcome:
         outcome, taken = self._take(sid, tp, offsets, ranges, remove=True)
         if taken:
-            self._partitions[tp].tracker.ack_received([r.offset for r in taken])
+            part = self._partitions[tp]
+            part.tracker.ack_received([r.offset for r in taken])
             self.released_records += len(taken)
             self.released_bytes += sum([r.size for r in taken])
-            for lane in dict.fromkeys([r.lane for r in taken]):  # each lane once, in order
+            shared = part.lanes.get(None) if self.policy.ordering is not Ordering.KEY else None
+            lanes = (shared,) if shared is not None else dict.fromkeys([r.lane for r in taken])
+            for lane in lanes:  # each lane once, in order
                 self._refresh(cast(_Lane, lane))
         return outcome
 
@@ -624,6 +673,18 @@ class Dispatcher:
         if part is None:
             return Outcome(0, Rejection(RejectReason.NOT_ASSIGNED, tp, list(offsets), list(ranges))), []
         in_flight = part.in_flight
+        offsets, ranges = list(offsets), list(ranges)
+        if not offsets and len(ranges) == 1 and ranges[0][1] - ranges[0][0] < len(in_flight):
+            # The usual ack: one range of one partition, nothing named twice (so no dict to dedupe).
+            first, last = ranges[0]
+            span = map(in_flight.get, range(first, last + 1))
+            records = [r for r in span if r is not None and r.stream == sid]
+            if remove and records:
+                self._unlink_all(part, records, sid)
+            outcome = Outcome(len(records))
+            if not records:
+                outcome.rejection, outcome.stale = self._classify(sid, tp, [], [(first, last)])
+            return outcome, records
         # Keyed by offset: a request may name an offset twice (a repeat, or overlapping ranges), and
         # each record must be taken out of flight once.
         taken: dict[int, Record] = {}

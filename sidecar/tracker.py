@@ -33,6 +33,15 @@ class OffsetTracker:
         self._pending.append(offset)
         self._next = offset + 1
 
+    def add_run(self, first: int, last: int) -> None:
+        """``add`` of every offset from ``first`` to ``last``: a fetched run without holes."""
+        if self._next is not None and first < self._next:
+            raise ValueError(f"offset {first} received after {self._next - 1}: offsets must ascend")
+        if last < first:
+            raise ValueError(f"empty run {first}..{last}")
+        self._pending.extend(range(first, last + 1))
+        self._next = last + 1
+
     def ack(self, offset: int, *, received: bool = False) -> bool:
         """Mark ``offset`` done. Returns False (and changes nothing) if it is not outstanding.
 
@@ -63,6 +72,16 @@ class OffsetTracker:
         record was a noticeable share of the cost of an ack.
         """
         pending, acked = self._pending, self._acked
+        if offsets and not acked and pending and offsets[0] == pending[0]:
+            # In order, from the watermark: when pending starts with exactly these offsets (the
+            # usual case, acks of a contiguous batch) they all go from the front.
+            count = len(offsets)
+            if count <= len(pending) and pending[count - 1] == offsets[-1]:
+                first = offsets[0]
+                if offsets[-1] - first == count - 1 and offsets == list(range(first, first + count)):
+                    for _ in range(count):
+                        pending.popleft()
+                    return
         end = self._next or 0
         for offset in offsets:
             if not pending or offset < pending[0] or offset >= end or offset in acked:

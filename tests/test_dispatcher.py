@@ -392,3 +392,46 @@ def test_an_offset_named_twice_in_one_request_is_taken_once() -> None:
     assert [(r.offset, r.attempt) for r in again] == [(5, 2)]
     d.ack(sid, T0, [5])
     assert d.commit_offsets() == {T0: 6}
+
+
+@settings(max_examples=int(os.environ.get("DISPATCHER_EXAMPLES", "300")), deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(-3, 4), st.integers(1, 6)), max_size=30),
+    st.booleans(),
+)
+def test_records_added_in_runs_are_held_as_if_added_one_by_one(
+    fetches: list[tuple[int, int, int]], keyed: bool
+) -> None:
+    """``add_records`` takes a partition's run in bulk when it can; whatever the runs hold (holes from
+    compaction, refetches of what is held, two partitions interleaved, key lanes), the dispatcher ends
+    up as it would after adding the records one at a time."""
+    from sidecar.delivery import Ordering, Policy
+
+    policy = Policy(ordering=Ordering.KEY if keyed else Ordering.PARTITION)
+    bulk, each = Dispatcher(policy=policy), Dispatcher(policy=policy)
+    for d in (bulk, each):
+        d.assign([T0, T1])
+    cursor = {0: 0, 1: 0}
+    batch: list[Record] = []
+    for partition, step, count in fetches:
+        start = max(0, cursor[partition] + step)  # step < 0: a refetch; > 0: a hole
+        batch += [
+            Record("t", partition, o, b"k%d" % (o % 3), b"v")
+            for o in range(start, start + count, 1 + (step == 4))
+        ]
+        cursor[partition] = max(cursor[partition], start + count)
+    bulk.add_records(batch)
+    for record in batch:
+        each.add_records([Record(record.topic, record.partition, record.offset, record.key, record.value)])
+    assert (bulk.buffered_records, bulk.released_records) == (each.buffered_records, each.released_records)
+    for d in (bulk, each):
+        d.grant(d.open_stream(), 10_000)
+    delivered = (
+        [offsets(b) for _, b in bulk.next_deliveries()],
+        [offsets(b) for _, b in each.next_deliveries()],
+    )
+    assert sorted(r for b in delivered[0] for r in b) == sorted(r for b in delivered[1] for r in b)
+    for d in (bulk, each):
+        for _, got in d.next_deliveries():
+            assert not got
+    assert bulk.watermarks() == each.watermarks()

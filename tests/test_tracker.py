@@ -131,3 +131,29 @@ def test_bulk_ack_is_the_same_as_acking_one_by_one(offsets: list[int], data: st.
             one.acked_above(),
         )
         assert bulk.take_commit(gaps=True) == one.take_commit(gaps=True)
+
+
+def test_a_run_is_the_same_as_adding_its_offsets_one_by_one() -> None:
+    bulk = tracker_with([3])
+    bulk.add_run(5, 9)
+    each = tracker_with([3, 5, 6, 7, 8, 9])
+    for offset in (5, 3, 9):
+        assert bulk.ack(offset) == each.ack(offset)
+    assert (bulk.watermark, bulk.outstanding, bulk.next_offset) == (each.watermark, each.outstanding, 10)
+    with pytest.raises(ValueError, match="ascend"):
+        bulk.add_run(9, 12)
+    with pytest.raises(ValueError, match="empty"):
+        bulk.add_run(12, 11)
+
+
+def test_in_order_bulk_acks_from_the_watermark_and_acks_behind_a_gap() -> None:
+    tracker = OffsetTracker()
+    tracker.add_run(0, 9)
+    tracker.ack_received([0, 1, 2, 3, 4])  # the whole front: taken off at once
+    assert (tracker.watermark, tracker.outstanding) == (5, 5)
+    tracker.ack_received([7, 8])  # behind a gap
+    assert (tracker.watermark, tracker.outstanding, tracker.acked_above()) == (5, 3, [7, 8])
+    tracker.ack_received([5, 6, 6])  # closes the gap (a repeat changes nothing)
+    assert (tracker.watermark, tracker.outstanding) == (9, 1)
+    tracker.ack_received([9, 10])  # 10 was never received
+    assert (tracker.watermark, tracker.outstanding) == (10, 0)
