@@ -10,13 +10,13 @@ retry delays) and turns what it returns into gRPC messages, dead-letter writes a
   record in flight (keyless records share an exclusive lane per partition); ``unordered`` one shared
   lane per partition that any stream may take from.
 * A record stays held until acked. When its stream ends, its lease expires, or it is nacked, it goes
-  back to the front of its lane (``attempt + 1``), after the retry delay for nacks. Leases all last
-  the one ack timeout, so they fall due in the order they were given: each partition's in-flight
-  records are kept in that order (a delivery or an extension puts a record at the end), and a due
-  lease entry says only which partitions to look at from the front. Nothing holds an acked record,
-  whatever the ack timeout: at tens of thousands of records a second a reference per delivered batch
-  kept every record of the last minute alive. A delayed record
+  back to the front of its lane (``attempt + 1``), after the retry delay for nacks. A delayed record
   holds back the rest of an ordered lane (ordering wins); in ``unordered`` it waits aside.
+* Leases all last the one ack timeout, so they fall due in the order they were given: each
+  partition's in-flight records are kept in that order (a delivery or an extension puts a record at
+  the end), and a due lease entry says only which partitions to look at from the front. So nothing
+  holds an acked record, whatever the ack timeout: at tens of thousands of records a second, a
+  reference per delivered batch kept every record of the last minute alive.
 * After ``max_attempts`` deliveries, or when the app rejects it, a record is *exhausted*: it goes to
   the dead-letter outbox (acked once the pipeline reports it written), or without a dead-letter topic
   it is skipped (acked) or parked, which blocks its lane and holds its partition's commit.
