@@ -384,6 +384,10 @@ class Dispatcher:
             part.lanes[key] = lane
         return lane
 
+    def _shared_lane(self, part: _Partition) -> _Lane | None:
+        """The partition's one lane when the ordering has no key lanes; None with key lanes."""
+        return part.lanes.get(None) if self.policy.ordering is not Ordering.KEY else None
+
     def _may_deliver(self, lane: _Lane) -> bool:
         return (
             bool(lane.queue)
@@ -442,7 +446,7 @@ class Dispatcher:
         """Take ``records``, all in flight on stream ``sid``, out of flight (an ack's, in one go)."""
         in_flight = part.in_flight
         count = len(records)
-        shared = part.lanes.get(None) if self.policy.ordering is not Ordering.KEY else None
+        shared = self._shared_lane(part)
         for record in records:
             del in_flight[record.offset]
             record.stream = 0
@@ -602,7 +606,7 @@ class Dispatcher:
             part.tracker.ack_received([r.offset for r in taken])
             self.released_records += len(taken)
             self.released_bytes += sum([r.size for r in taken])
-            shared = part.lanes.get(None) if self.policy.ordering is not Ordering.KEY else None
+            shared = self._shared_lane(part)
             lanes = (shared,) if shared is not None else dict.fromkeys([r.lane for r in taken])
             for lane in lanes:  # each lane once, in order
                 self._refresh(cast(_Lane, lane))
