@@ -47,8 +47,8 @@ from typing import cast
 
 from sidecar import gaps
 from sidecar.delivery import DeadLetter, Ordering, Outcome, Policy, Rejection, RejectReason
-from sidecar.records import Record, TopicPartition
-from sidecar.tracker import OffsetTracker
+from sidecar.records import Record, TopicPartition, partition_runs
+from sidecar.tracker import OffsetTracker, contiguous
 
 _UNLIMITED = 1 << 62
 _STALE_MEMORY = 10_000  # expired deliveries a stream remembers, to tell stale acks from unknown ones
@@ -291,19 +291,8 @@ class Dispatcher:
         Records come in runs of one partition (a fetch response each); a run is added in bulk when it
         can be: contiguous offsets past what is held, no key lanes, no acked-before ranges to skip.
         """
-        dropped = 0
         touched: dict[_Lane, None] = {}  # lanes that got records, in order: readiness checked once each
-        run: list[Record] = []
-        topic, partition = "", -1
-        for record in records:
-            if record.partition != partition or record.topic != topic:
-                if run:
-                    dropped += self._add_run(run, touched)
-                topic, partition = record.topic, record.partition
-                run = []
-            run.append(record)
-        if run:
-            dropped += self._add_run(run, touched)
+        dropped = sum(self._add_run(run, touched) for run in partition_runs(records))
         ready = self._ready
         for lane in touched:
             if lane.blocked:
@@ -324,10 +313,9 @@ class Dispatcher:
         first, last = offsets[0], offsets[-1]
         if (
             first >= (tracker.next_offset or 0)
-            and last - first == len(run) - 1
             and not part.skips
             and self.policy.ordering is not Ordering.KEY
-            and offsets == list(range(first, last + 1))
+            and contiguous(offsets)
         ):
             lane = part.lanes.get(None) or self._lane(part, None)
             for record in run:

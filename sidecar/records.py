@@ -6,6 +6,7 @@ is tested without a broker or a server.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 
@@ -85,6 +86,22 @@ class Record:
 
     def __repr__(self) -> str:
         return f"Record({self.topic}[{self.partition}]@{self.offset}, attempt={self.attempt})"
+
+
+def partition_runs(records: Iterable[Record]) -> Iterator[list[Record]]:
+    """``records`` split, in order, into runs of one partition: fetches and batches come that way, so
+    work per partition is done once per run rather than once per record."""
+    run: list[Record] = []
+    topic, partition = "", -1
+    for record in records:
+        if record.partition != partition or record.topic != topic:
+            if run:
+                yield run
+            topic, partition = record.topic, record.partition
+            run = []
+        run.append(record)
+    if run:
+        yield run
 
 
 class CommitPoint(NamedTuple):

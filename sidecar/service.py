@@ -22,7 +22,7 @@ from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.delivery import Rejection, RejectReason
 from sidecar.pipeline import Kind, Pipeline, Settlement
-from sidecar.records import AssignmentEvent, Record, TopicPartition
+from sidecar.records import AssignmentEvent, Record, TopicPartition, partition_runs
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +107,8 @@ def _records_response(records: list[Record], ack_timeout_ms: int) -> pb.ConsumeR
     batch.SetInParent()
     batch.ack_timeout_ms = ack_timeout_ms
     by_partition: dict[tuple[str, int], list[Record]] = {}
-    topic, partition = "", -1
-    group: list[Record] = []
-    for r in records:
-        if r.partition != partition or r.topic != topic:  # a batch is filled lane by lane: in runs
-            topic, partition = r.topic, r.partition
-            group = by_partition.setdefault((topic, partition), [])
-        group.append(r)
+    for run in partition_runs(records):  # a batch is filled lane by lane: in runs
+        by_partition.setdefault((run[0].topic, run[0].partition), []).extend(run)
     add = batch.partitions.add
     for (topic, partition), group in by_partition.items():
         _fill_columns(add(topic=topic, partition=partition), group)

@@ -14,6 +14,12 @@ from __future__ import annotations
 from collections import deque
 
 
+def contiguous(offsets: list[int]) -> bool:
+    """``offsets`` (not empty) are exactly first, first + 1, ..., last: no holes, no repeats."""
+    first = offsets[0]
+    return offsets[-1] - first == len(offsets) - 1 and offsets == list(range(first, first + len(offsets)))
+
+
 class OffsetTracker:
     """Received and acked offsets of one partition, and the watermark that may be committed."""
 
@@ -76,12 +82,10 @@ class OffsetTracker:
             # In order, from the watermark: when pending starts with exactly these offsets (the
             # usual case, acks of a contiguous batch) they all go from the front.
             count = len(offsets)
-            if count <= len(pending) and pending[count - 1] == offsets[-1]:
-                first = offsets[0]
-                if offsets[-1] - first == count - 1 and offsets == list(range(first, first + count)):
-                    for _ in range(count):
-                        pending.popleft()
-                    return
+            if count <= len(pending) and pending[count - 1] == offsets[-1] and contiguous(offsets):
+                for _ in range(count):
+                    pending.popleft()
+                return
         end = self._next or 0
         for offset in offsets:
             if not pending or offset < pending[0] or offset >= end or offset in acked:
