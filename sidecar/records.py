@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from sidecar import wire
+
 
 class TopicPartition(NamedTuple):
     topic: str
@@ -21,9 +23,16 @@ class TopicPartition(NamedTuple):
 class Record:
     """One Kafka record held by the sidecar until the app acks it.
 
+    The key, value and headers are held in the form they take in a gRPC batch (``wire``, see
+    ``sidecar.wire``): one object instead of up to nine, made while the record is fresh, so building
+    and freeing a batch touches little cold memory. ``key`` is kept as well (key ordering needs it);
+    ``value`` and ``headers`` are decoded on the rare occasions something in the sidecar reads them.
+    ``nulls`` flags what the wire form cannot say: a null key, value or header value (``wire.NULL_*``;
+    the null header values are at the positions in ``null_headers``).
+
     ``attempt`` is the delivery attempt the record will carry on its next delivery; it grows each time
-    the record goes back for redelivery. ``size`` approximates the memory the record pins (key, value,
-    a flat amount per header), for the buffer limit.
+    the record goes back for redelivery. ``size`` approximates the memory the record pins, for the
+    buffer limit.
 
     The last slots are the dispatcher's bookkeeping of the record's current delivery (stream, lease,
     ordering lane). They live on the record rather than in a wrapper so that a delivery allocates
@@ -34,9 +43,11 @@ class Record:
         "attempt",
         "avoid",
         "deadline",
-        "headers",
+        "header_count",
         "key",
         "lane",
+        "null_headers",
+        "nulls",
         "offset",
         "partition",
         "size",
@@ -44,7 +55,7 @@ class Record:
         "timestamp_ms",
         "timestamp_type",
         "topic",
-        "value",
+        "wire",
     )
 
     def __init__(
@@ -62,8 +73,8 @@ class Record:
         self.partition = partition
         self.offset = offset
         self.key = key
-        self.value = value
-        self.headers = headers
+        self.wire, self.nulls, self.null_headers = wire.encode(key, value, headers)
+        self.header_count = len(headers) if headers else 0
         self.timestamp_ms = timestamp_ms
         self.timestamp_type = timestamp_type
         self.attempt = 1
@@ -71,14 +82,22 @@ class Record:
         self.deadline = 0.0  # when its lease ends, while in flight (0: no lease)
         self.avoid = 0  # a stream whose lease on it expired: prefer another one
         self.lane: object = None
-        # Headers are counted at a flat 64 B each: summing their lengths cost more than the rest of
-        # the record's hand-over, and the buffer limit only needs the order of magnitude.
-        self.size = (
-            64
-            + (len(key) if key else 0)
-            + (len(value) if value else 0)
-            + (64 * len(headers) if headers else 0)
-        )
+        self.size = 64 + len(self.wire) + (len(key) if key else 0)  # the record object, wire and key
+
+    @property
+    def value(self) -> bytes | None:
+        if self.nulls & wire.NULL_VALUE:
+            return None
+        return wire.decode(self.wire)[1]
+
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        if not self.header_count:
+            return []
+        pairs: list[tuple[str, bytes | None]] = list(wire.decode(self.wire)[2])
+        for i in self.null_headers:
+            pairs[i] = (pairs[i][0], None)
+        return pairs
 
     @property
     def tp(self) -> TopicPartition:
