@@ -801,21 +801,21 @@ class Dispatcher:
             still = []
             for lane in eligible:
                 queue = lane.queue
-                in_flight = lane.part.in_flight
                 take = min(quota, lane.capacity - lane.in_flight)
-                taken = 0
-                while queue and taken < take:
-                    record = queue[0]
-                    if len(batch) >= limit or (batch and nbytes + record.size > max_bytes):
+                # As many as the lane offers up to its share, then the batch's record and byte limits
+                # (the batch's first record goes whatever its size); whatever a limit stops, fills it.
+                wanted = min(take, len(queue))
+                taken = min(wanted, limit - len(batch))
+                full = wanted > taken
+                if taken > 0:
+                    sizes = [r.size for r in itertools.islice(queue, taken)]
+                    added = sum(sizes)
+                    if nbytes + added > max_bytes:
+                        taken = _fitting(sizes, nbytes, max_bytes, first_free=not batch)
+                        added = sum(sizes[:taken])
                         full = True
-                        break
-                    queue.popleft()
-                    record.stream = sid
-                    record.deadline = deadline
-                    in_flight[record.offset] = record
-                    batch.append(record)
-                    nbytes += record.size
-                    taken += 1
+                    nbytes += added
+                    self._move(lane, taken, batch, sid, deadline)
                 if taken:
                     lane.in_flight += taken
                     if lane.exclusive:
@@ -836,6 +836,18 @@ class Dispatcher:
             self.in_flight_records += len(batch)
             self._lease(deadline, leased)
         return batch
+
+    @staticmethod
+    def _move(lane: _Lane, count: int, batch: list[Record], sid: int, deadline: float) -> None:
+        """The first ``count`` records of ``lane``'s queue into ``batch``, in flight on ``sid``."""
+        popleft = lane.queue.popleft
+        moved = [popleft() for _ in range(count)]
+        in_flight = lane.part.in_flight
+        for record in moved:
+            record.stream = sid
+            record.deadline = deadline
+            in_flight[record.offset] = record  # appended: in lease order
+        batch += moved
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -937,3 +949,16 @@ class Dispatcher:
     @property
     def stream_count(self) -> int:
         return len(self._streams)
+
+
+def _fitting(sizes: list[int], used: int, max_bytes: int, *, first_free: bool) -> int:
+    """How many of records of ``sizes`` fit in ``max_bytes`` with ``used`` taken already; with
+    ``first_free`` (an empty batch) the first always fits, so that a record larger than the limit
+    still goes, alone."""
+    count = 0
+    for size in sizes:
+        if used + size > max_bytes and (count or not first_free):
+            break
+        used += size
+        count += 1
+    return count

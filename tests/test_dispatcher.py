@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -435,3 +436,87 @@ def test_records_added_in_runs_are_held_as_if_added_one_by_one(
         for _, got in d.next_deliveries():
             assert not got
     assert bulk.watermarks() == each.watermarks()
+
+
+class _OneByOne(Dispatcher):
+    """The batch filling as it was written before it went in bulk: one record at a time, each checked
+    against the record and byte limits. The reference for the test below."""
+
+    def _fill(self, stream: Any) -> list[Record]:
+        limit = min(stream.credit, self.max_batch_records)
+        batch: list[Record] = []
+        sid, nbytes, full = stream.id, 0, False
+        eligible = self._eligible(stream)
+        deadline = self._clock() + self.policy.ack_timeout_s if self.policy.ack_timeout_s > 0 else 0.0
+        leased: dict[object, None] = {}
+        while eligible and not full:
+            quota = max(1, (limit - len(batch)) // len(eligible))
+            still = []
+            for lane in eligible:
+                queue, take, taken = lane.queue, min(quota, lane.capacity - lane.in_flight), 0
+                while queue and taken < take:
+                    record = queue[0]
+                    if len(batch) >= limit or (batch and nbytes + record.size > self.max_batch_bytes):
+                        full = True
+                        break
+                    queue.popleft()
+                    record.stream, record.deadline = sid, deadline
+                    lane.part.in_flight[record.offset] = record
+                    batch.append(record)
+                    nbytes += record.size
+                    taken += 1
+                if taken:
+                    lane.in_flight += taken
+                    if lane.exclusive:
+                        lane.owner = sid
+                    stream.parts[lane.part] = stream.parts.get(lane.part, 0) + taken
+                    leased[lane.part] = None
+                if not self._may_deliver(lane):
+                    self._ready.pop(lane, None)
+                elif not full and taken == take and queue:
+                    still.append(lane)
+                if full:
+                    break
+            eligible = still
+        if batch:
+            stream.credit -= len(batch)
+            stream.in_flight += len(batch)
+            self.buffered_records -= len(batch)
+            self.in_flight_records += len(batch)
+            self._lease(deadline, leased)  # type: ignore[arg-type]
+        return batch
+
+
+@settings(max_examples=int(os.environ.get("DISPATCHER_EXAMPLES", "300")), deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 400)), min_size=1, max_size=40),
+    st.integers(1, 9),
+    st.integers(1, 1500),
+    st.lists(st.integers(1, 25), min_size=1, max_size=4),
+    st.sampled_from(["partition", "key", "unordered"]),
+)
+def test_batches_are_filled_in_bulk_as_one_record_at_a_time(
+    items: list[tuple[int, int]], max_records: int, max_bytes: int, grants: list[int], ordering: str
+) -> None:
+    """Whatever the sizes, limits, credit and ordering, the bulk fill makes the same batches as the
+    record-at-a-time fill: same records, same order, same split, same streams."""
+    from sidecar.delivery import Ordering, Policy
+
+    policy = Policy(ordering=Ordering(ordering))
+    made = []
+    for d in (Dispatcher(max_records, max_bytes, policy), _OneByOne(max_records, max_bytes, policy)):
+        tps = [TopicPartition("t", p) for p in range(3)]
+        d.assign(tps)
+        next_offset = dict.fromkeys(range(3), 0)
+        records_in = []
+        for i, (partition, size) in enumerate(items):
+            records_in.append(Record("t", partition, next_offset[partition], b"k%d" % (i % 4), b"v" * size))
+            next_offset[partition] += 1
+        d.add_records(sorted(records_in, key=lambda r: (r.partition, r.offset)))
+        streams = [d.open_stream(), d.open_stream()]
+        out = []
+        for n, credit in enumerate(grants):
+            d.grant(streams[n % 2], credit)
+            out.append([(sid, offsets(b)) for sid, b in d.next_deliveries()])
+        made.append((out, d.buffered_records, d.in_flight_records))
+    assert made[0] == made[1]
