@@ -802,21 +802,10 @@ class Dispatcher:
             for lane in eligible:
                 queue = lane.queue
                 take = min(quota, lane.capacity - lane.in_flight)
-                # As many as the lane offers up to its share, then the batch's record and byte limits
-                # (the batch's first record goes whatever its size); whatever a limit stops, fills it.
-                wanted = min(take, len(queue))
-                taken = min(wanted, limit - len(batch))
-                full = wanted > taken
-                if taken > 0:
-                    sizes = [r.size for r in itertools.islice(queue, taken)]
-                    added = sum(sizes)
-                    if nbytes + added > max_bytes:
-                        taken = _fitting(sizes, nbytes, max_bytes, first_free=not batch)
-                        added = sum(sizes[:taken])
-                        full = True
-                    nbytes += added
-                    self._move(lane, taken, batch, sid, deadline)
+                taken, added, full = self._take_share(lane, take, batch, limit, max_bytes - nbytes)
+                nbytes += added
                 if taken:
+                    self._move(lane, taken, batch, sid, deadline)
                     lane.in_flight += taken
                     if lane.exclusive:
                         lane.owner = sid
@@ -836,6 +825,31 @@ class Dispatcher:
             self.in_flight_records += len(batch)
             self._lease(deadline, leased)
         return batch
+
+    @staticmethod
+    def _take_share(
+        lane: _Lane, take: int, batch: list[Record], limit: int, room_bytes: int
+    ) -> tuple[int, int, bool]:
+        """How many of ``lane``'s first records join ``batch`` (up to ``take``, its share), their bytes,
+        and whether a limit stopped them (the batch is full). The batch's first record goes whatever
+        its size, so a record larger than the byte limit still goes, alone."""
+        queue = lane.queue
+        wanted = min(take, len(queue))
+        count = max(0, min(wanted, limit - len(batch)))
+        full = wanted > count
+        if not count:
+            return 0, 0, full
+        sizes = [r.size for r in itertools.islice(queue, count)]
+        added = sum(sizes)
+        if added > room_bytes:
+            count = added = 0
+            for size in sizes:
+                if added + size > room_bytes and (count or batch):
+                    break
+                added += size
+                count += 1
+            full = True
+        return count, added, full
 
     @staticmethod
     def _move(lane: _Lane, count: int, batch: list[Record], sid: int, deadline: float) -> None:
@@ -949,16 +963,3 @@ class Dispatcher:
     @property
     def stream_count(self) -> int:
         return len(self._streams)
-
-
-def _fitting(sizes: list[int], used: int, max_bytes: int, *, first_free: bool) -> int:
-    """How many of records of ``sizes`` fit in ``max_bytes`` with ``used`` taken already; with
-    ``first_free`` (an empty batch) the first always fits, so that a record larger than the limit
-    still goes, alone."""
-    count = 0
-    for size in sizes:
-        if used + size > max_bytes and (count or not first_free):
-            break
-        used += size
-        count += 1
-    return count

@@ -439,52 +439,22 @@ def test_records_added_in_runs_are_held_as_if_added_one_by_one(
 
 
 class _OneByOne(Dispatcher):
-    """The batch filling as it was written before it went in bulk: one record at a time, each checked
-    against the record and byte limits. The reference for the test below."""
+    """A lane's share of a batch worked out as the fill did before it went in bulk: one record at a
+    time, each checked against the record and byte limits. The reference for the test below."""
 
-    def _fill(self, stream: Any) -> list[Record]:
-        limit = min(stream.credit, self.max_batch_records)
-        batch: list[Record] = []
-        sid, nbytes, full = stream.id, 0, False
-        eligible = self._eligible(stream)
-        deadline = self._clock() + self.policy.ack_timeout_s if self.policy.ack_timeout_s > 0 else 0.0
-        leased: dict[object, None] = {}
-        while eligible and not full:
-            quota = max(1, (limit - len(batch)) // len(eligible))
-            still = []
-            for lane in eligible:
-                queue, take, taken = lane.queue, min(quota, lane.capacity - lane.in_flight), 0
-                while queue and taken < take:
-                    record = queue[0]
-                    if len(batch) >= limit or (batch and nbytes + record.size > self.max_batch_bytes):
-                        full = True
-                        break
-                    queue.popleft()
-                    record.stream, record.deadline = sid, deadline
-                    lane.part.in_flight[record.offset] = record
-                    batch.append(record)
-                    nbytes += record.size
-                    taken += 1
-                if taken:
-                    lane.in_flight += taken
-                    if lane.exclusive:
-                        lane.owner = sid
-                    stream.parts[lane.part] = stream.parts.get(lane.part, 0) + taken
-                    leased[lane.part] = None
-                if not self._may_deliver(lane):
-                    self._ready.pop(lane, None)
-                elif not full and taken == take and queue:
-                    still.append(lane)
-                if full:
-                    break
-            eligible = still
-        if batch:
-            stream.credit -= len(batch)
-            stream.in_flight += len(batch)
-            self.buffered_records -= len(batch)
-            self.in_flight_records += len(batch)
-            self._lease(deadline, leased)  # type: ignore[arg-type]
-        return batch
+    @staticmethod
+    def _take_share(
+        lane: Any, take: int, batch: list[Record], limit: int, room_bytes: int
+    ) -> tuple[int, int, bool]:
+        taken = added = 0
+        for record in lane.queue:
+            if taken >= take:
+                break
+            if len(batch) + taken >= limit or ((batch or taken) and added + record.size > room_bytes):
+                return taken, added, True
+            added += record.size
+            taken += 1
+        return taken, added, False
 
 
 @settings(max_examples=int(os.environ.get("DISPATCHER_EXAMPLES", "300")), deadline=None)
