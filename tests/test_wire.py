@@ -52,10 +52,12 @@ def reference(records: list[Record], data: list[Contents]) -> pb.ConsumeResponse
     return response
 
 
-blobs = st.one_of(st.none(), st.binary(max_size=40), st.binary(min_size=4090, max_size=20000))
+# past the prefix tables (4096), and lengths of two and three varint bytes
+big = st.one_of(st.binary(min_size=4090, max_size=4200), st.sampled_from([b"x" * 16383, b"\0" * 16384]))
+blobs = st.one_of(st.none(), st.binary(max_size=40), big)
 header_lists = st.one_of(
     st.none(),
-    st.lists(st.tuples(st.text(max_size=12), st.one_of(st.none(), st.binary(max_size=30))), max_size=4),
+    st.lists(st.tuples(st.text(max_size=12), st.one_of(st.none(), st.binary(max_size=30), big)), max_size=4),
 )
 contents = st.tuples(blobs, blobs, header_lists)
 
