@@ -108,7 +108,7 @@ def record(
 
 def batch(*records: SidecarRecord, ack_timeout_ms: int = 0) -> pb.ConsumeResponse:
     """The batch as the sidecar's own encoder puts it on the wire (so these tests cover both ends)."""
-    wire = _records_response(list(records), ack_timeout_ms).SerializeToString()
+    wire = _records_response(list(records), ack_timeout_ms)
     return pb.ConsumeResponse.FromString(wire)
 
 

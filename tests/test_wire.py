@@ -76,7 +76,7 @@ def test_a_batch_parses_to_the_contract_whatever_the_records(
         record.attempt = attempt + n % 2
         records.append(record)
         data.append((key, value, headers))
-    sent = _records_response(records, 250).SerializeToString()
+    sent = _records_response(records, 250)
     assert pb.ConsumeResponse.FromString(sent) == reference(records, data)
 
 
