@@ -123,13 +123,9 @@ def _records_response(records: list[Record], ack_timeout_ms: int) -> bytes:
     return b"".join((_RECORDS_TAG, wire.varint(len(batch)), batch))
 
 
-def _tag(field: int, wire_type: int) -> bytes:
-    return wire.varint((field << 3) | wire_type)
-
-
-_RECORDS_TAG = _tag(pb.ConsumeResponse.RECORDS_FIELD_NUMBER, 2)
-_ACK_TIMEOUT_TAG = _tag(pb.RecordBatch.ACK_TIMEOUT_MS_FIELD_NUMBER, 0)
-_PARTITIONS_TAG = _tag(pb.RecordBatch.PARTITIONS_FIELD_NUMBER, 2)
+_RECORDS_TAG = wire.tag(pb.ConsumeResponse.RECORDS_FIELD_NUMBER)
+_ACK_TIMEOUT_TAG = wire.tag(pb.RecordBatch.ACK_TIMEOUT_MS_FIELD_NUMBER, wire.VARINT)
+_PARTITIONS_TAG = wire.tag(pb.RecordBatch.PARTITIONS_FIELD_NUMBER)
 
 
 def _serialize(response: pb.ConsumeResponse | bytes) -> bytes:

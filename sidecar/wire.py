@@ -33,7 +33,8 @@ NULL_KEY = 1
 NULL_VALUE = 2
 NULL_HEADER = 4
 
-_LENGTH_DELIMITED = 2
+VARINT = 0
+LENGTH_DELIMITED = 2
 _SHORT = 4096  # lengths below this have their field prefix made in advance
 _MAX_NAMES = 4096  # header names whose whole entry is cached: names repeat, so most are found
 
@@ -48,19 +49,20 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _tag(field: int) -> bytes:
-    return varint((field << 3) | _LENGTH_DELIMITED)
+def tag(field: int, wire_type: int = LENGTH_DELIMITED) -> bytes:
+    """The key that starts an entry of ``field`` (``LENGTH_DELIMITED``, or ``VARINT``)."""
+    return varint((field << 3) | wire_type)
 
 
 def _prefixes(field: int) -> list[bytes]:
-    tag = _tag(field)
-    return [tag + varint(n) for n in range(_SHORT)]
+    key = tag(field)
+    return [key + varint(n) for n in range(_SHORT)]
 
 
 _KEY = _prefixes(KEYS)
 _VALUE = _prefixes(VALUES)
 _HEADER_VALUE = _prefixes(HEADER_VALUES)
-_TAGS = {field: _tag(field) for field in (KEYS, VALUES, HEADER_KEYS, HEADER_VALUES)}
+_TAGS = {field: tag(field) for field in (KEYS, VALUES, HEADER_KEYS, HEADER_VALUES)}
 _names: dict[str, bytes] = {}
 
 
