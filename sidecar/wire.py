@@ -127,9 +127,9 @@ def decode(wire: bytes) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     view = memoryview(wire)
     pos = 0
     while pos < len(wire):
-        tag, pos = _read_varint(wire, pos)
+        entry_key, pos = _read_varint(wire, pos)
         length, pos = _read_varint(wire, pos)
-        fields[tag >> 3].append(bytes(view[pos : pos + length]))
+        fields[entry_key >> 3].append(bytes(view[pos : pos + length]))
         pos += length
     (key,), (value,) = fields[KEYS], fields[VALUES]
     names = [name.decode() for name in fields[HEADER_KEYS]]
