@@ -7,7 +7,8 @@ output does not depend on which protoc a machine happens to have:
   (``clients/python/src/kafka_sidecar_client/_proto``), because the client is installable without the
   daemon. protoc writes ``from kafka_sidecar.v1 import sidecar_pb2`` into the gRPC module; that import
   is made package-relative so the generated code needs no top-level ``kafka_sidecar`` package.
-- Go (``clients/go/sidecarpb``), with Debian's ``protoc-gen-go`` and ``protoc-gen-go-grpc`` plugins.
+- Go (``clients/go/sidecarpb``), with the ``protoc-gen-go`` and ``protoc-gen-go-grpc`` on PATH, at the
+  versions ``.ci/clients`` installs with ``go install``.
   The Go package is chosen here (``M`` options), so the contract needs no ``go_package`` option.
 - TypeScript (``clients/typescript/src/gen``), with ts-proto from ``clients/typescript/node_modules``
   (pinned exactly in its package.json, so ``npm ci`` gives every machine the same generator).

@@ -66,10 +66,7 @@ def build_app(lang: str, out_dir: Path) -> list[str]:
     if lang == "go":
         if shutil.which("go") is None:
             raise ToolchainMissing(f"Go toolchain not found (no `go` on PATH); {_SETUP_HINT}")
-        if not (GO_CLIENT / "vendor" / "modules.txt").is_file():
-            raise ToolchainMissing(f"{GO_CLIENT / 'vendor'} is missing; {_SETUP_HINT}")
         binary = out_dir / "conformance-go"
-        env["GOFLAGS"] = "-mod=vendor"
         _run(["go", "build", "-o", str(binary), "./cmd/conformance"], GO_CLIENT, env, "go build")
         return [str(binary)]
     if lang == "typescript":
