@@ -68,7 +68,7 @@ async def serve(config: Config) -> int:
     healthy = poll_liveness(
         lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15
     )
-    as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy)
+    as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy, lambda: member.waiting)
     http = None
     if config.http_address is not None:
         ready = readiness(as_member, lambda: pipeline.app_streams, require_app=config.readiness == "app")

@@ -76,12 +76,23 @@ def poll_liveness(
     return probe
 
 
-def member_ready(joined: Callable[[], bool], draining: Callable[[], bool], healthy: Probe) -> Probe:
-    """Ready as a group member: joined, poll thread healthy, not draining (grpc.health.v1 follows this)."""
+def member_ready(
+    joined: Callable[[], bool],
+    draining: Callable[[], bool],
+    healthy: Probe,
+    waiting: Callable[[], str | None] = lambda: None,
+) -> Probe:
+    """Ready as a group member: joined, poll thread healthy, not draining (grpc.health.v1 follows this).
+
+    `waiting` says why a running member is out of the group (it waits to join again), or None.
+    """
 
     def probe() -> tuple[bool, str]:
         if draining():
             return False, "draining"
+        why_out = waiting()
+        if why_out is not None:
+            return False, why_out
         if not joined():
             return False, "not joined yet"
         ok, why = healthy()

@@ -42,6 +42,24 @@ POLL_BATCH = 1000
 FULL_GRACE_S = 0.5
 FULL_WAIT_S = 0.002  # how often a full backlog is looked at again during the grace
 COMMITTED_TIMEOUT_S = 10.0
+# A restarted static member whose old session the broker still holds is refused (KIP-848:
+# UNRELEASED_INSTANCE_ID, fatal for that consumer). It tries again with a new consumer, waiting this
+# long, doubled each time up to the cap; the old session ends at the group's session timeout.
+REJOIN_BACKOFF_S = 1.0
+REJOIN_BACKOFF_MAX_S = 8.0
+
+
+class InstanceIdHeld(Exception):
+    """The broker refused our group.instance.id: an earlier session of it has not ended yet."""
+
+
+def _unreleased_instance_id(error: KafkaError) -> bool:
+    """Whether a fatal error is UNRELEASED_INSTANCE_ID.
+
+    librdkafka reports a fatal consumer error as ``_FATAL`` with the original error only in the text,
+    so the text is matched against librdkafka's own description of that error.
+    """
+    return KafkaError(KafkaError.UNRELEASED_INSTANCE_ID).str() in error.str()
 
 
 def consume_available(consumer: Consumer, limit: int) -> list[Message]:
@@ -117,6 +135,8 @@ class GroupMember:
         self.last_poll = time.monotonic()
         self.joined = threading.Event()
         self.error: BaseException | None = None
+        #: Why the member is not in the group although it runs (set while it waits to rejoin), or None.
+        self.waiting: str | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -142,6 +162,25 @@ class GroupMember:
             self._handoff.stopped(error)
 
     def _poll_loop(self) -> None:
+        backoff = REJOIN_BACKOFF_S
+        while True:
+            consumer = self._subscribe()
+            try:
+                self._turn(consumer)
+                return
+            except InstanceIdHeld as exc:
+                instance = self._config.kafka.get("group.instance.id")
+                self.waiting = (
+                    f"group.instance.id {instance} is still held by an earlier session of this member "
+                    f"(UNRELEASED_INSTANCE_ID); joining again in {backoff:.0f}s"
+                )
+                log.warning("%s: %s", self.waiting, exc)
+                self._drop_consumer(consumer)
+                if self._wait_to_rejoin(backoff):
+                    return
+                backoff = min(backoff * 2, REJOIN_BACKOFF_MAX_S)
+
+    def _subscribe(self) -> Consumer:
         conf: dict[str, object] = dict(self._config.kafka)
         conf["on_commit"] = self._on_commit
         conf["error_cb"] = self._on_error
@@ -157,6 +196,39 @@ class GroupMember:
         )
         log.info("subscribed to %s as group %s", ",".join(self._config.topics), conf.get("group.id"))
         self.rebalances.subscribed()
+        return consumer
+
+    def _drop_consumer(self, consumer: Consumer) -> None:
+        """Give up a consumer that hit a fatal error: what it had assigned is lost, nothing committed."""
+        assigned = _tps(consumer.assignment())
+        if assigned:
+            self._on_lost(consumer, consumer.assignment())
+        self._paused, self._held, self._full_since = False, frozenset(), None
+        try:
+            consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("closing the refused consumer: %s", exc)
+
+    def _wait_to_rejoin(self, seconds: float) -> bool:
+        """Sleep before joining again, still answering commands; True if a Close came meanwhile."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.last_poll = time.monotonic()
+            command = self._handoff.next_command()
+            while command is not None:
+                if isinstance(command, Close):
+                    log.info("closing while waiting to join: nothing to commit")
+                    command.done.set_result(None)
+                    return True
+                if isinstance(command, Commit):  # taken before the loss: nothing of it is ours now
+                    self._handoff.commit_failed(list(command.offsets))
+                command = self._handoff.next_command()
+            time.sleep(POLL_TIMEOUT_S)
+        self.waiting = None
+        return False
+
+    def _turn(self, consumer: Consumer) -> None:
+        """The poll loop proper, until a Close command (return) or a fatal error (raise)."""
         while True:
             self.last_poll = time.monotonic()
             command = self._handoff.next_command()
@@ -212,7 +284,11 @@ class GroupMember:
     def _on_message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             return
-        if error.fatal():
+        # A fatal error leaves the consumer unusable. librdkafka reports it as _FATAL, whose fatal()
+        # is not always set on the message. Going on would poll a dead consumer forever, looking alive.
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            if _unreleased_instance_id(error):
+                raise InstanceIdHeld(error.str())
             raise KafkaException(error)
         log.warning("consumer error: %s", error)
 

@@ -126,9 +126,18 @@ def test_liveness_fails_when_the_poll_thread_is_stuck_or_gone() -> None:
 
 
 def test_readiness_needs_join_health_no_drain_and_an_app_unless_configured() -> None:
-    state: dict[str, Any] = {"joined": False, "draining": False, "healthy": True, "streams": 0}
+    state: dict[str, Any] = {
+        "joined": False,
+        "draining": False,
+        "healthy": True,
+        "streams": 0,
+        "waiting": None,
+    }
     member = member_ready(
-        lambda: state["joined"], lambda: state["draining"], lambda: (state["healthy"], "poll thread stuck")
+        lambda: state["joined"],
+        lambda: state["draining"],
+        lambda: (state["healthy"], "poll thread stuck"),
+        lambda: state["waiting"],
     )
     with_app = readiness(member, lambda: state["streams"], require_app=True)
     joined_only = readiness(member, lambda: state["streams"], require_app=False)
@@ -140,7 +149,10 @@ def test_readiness_needs_join_health_no_drain_and_an_app_unless_configured() -> 
     assert with_app() == (True, "ready: joined, 1 app stream")
     state["healthy"] = False
     assert with_app() == (False, "poll thread stuck") == member()
-    state["healthy"], state["draining"] = True, True
+    state["healthy"] = True
+    state["waiting"] = "group.instance.id a is still held by an earlier session"
+    assert with_app() == (False, state["waiting"]) == joined_only()
+    state["waiting"], state["draining"] = None, True
     assert with_app() == (False, "draining") == joined_only()
 
 
