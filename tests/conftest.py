@@ -1,5 +1,6 @@
-"""Shared pytest fixtures: one Tansu broker per session, fresh topics/groups per test, and the
-sidecar daemon / app scripts as real subprocesses.
+"""Shared pytest fixtures: the session's brokers (Apache Kafka 4.x, the reference; Tansu, for tests
+whose claim does not depend on broker fidelity), fresh topics/groups per test, and the sidecar daemon /
+app scripts as real subprocesses.
 
 Why subprocesses: the sidecar's promises (commit only what was acked, survive kill -9, drain on
 SIGTERM) are about a process, so tests exercise the real process boundary. Every child is owned by
@@ -27,39 +28,42 @@ if _REPO_ROOT not in sys.path:
 from kafka_helpers import (  # noqa: E402
     AppFactory,
     AppProcess,
-    MockCluster,
     SidecarFactory,
     SidecarProcess,
     TopicFactory,
     build_env,
 )
 
+from sidecar.brokers.apache_kafka import ApacheKafka, BrokerSetupError  # noqa: E402
 from sidecar.embedded import EmbeddedBroker, create_topic, free_port  # noqa: E402
-
-#: Env var naming a real Apache Kafka cluster; enables tests marked ``real_kafka``.
-REAL_KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 #: Session timeout used by every test member: legal on real Kafka (minimum 6000) and keeps Tansu's
 #: join delay (session.timeout.ms / 2) at 3 s.
 TEST_SESSION_TIMEOUT_MS = 6000
 
 _failed_key = pytest.StashKey[bool]()
+_kafka_key = pytest.StashKey[ApacheKafka]()
 
 
 # -- hooks ----------------------------------------------------------------------------------------------
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``real_kafka`` tests, with the reason, unless a real cluster is named in the env."""
-    if os.environ.get(REAL_KAFKA_ENV):
-        return
-    skip = pytest.mark.skip(
-        reason=f"needs a real Apache Kafka: set {REAL_KAFKA_ENV}=host:port of a real cluster "
-        "(Tansu and the librdkafka mock cluster cannot show this behaviour)"
-    )
+    """Mark every test that uses the Apache Kafka fixture ``kafka``, so ``-m kafka`` selects the tier."""
     for item in items:
-        if "real_kafka" in item.keywords:
-            item.add_marker(skip)
+        if "kafka" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Say which Apache Kafka the session ran on, how long it took to start and how much memory it held."""
+    node = config.stash.get(_kafka_key, None)
+    if node is None:
+        return
+    rss = f"{node.peak_rss / 2**20:.0f} MiB" if node.peak_rss else "unknown"
+    terminalreporter.write_line(
+        f"Apache Kafka {node.version}: started in {node.start_seconds or 0:.1f}s, peak RSS {rss}"
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -90,8 +94,8 @@ def _slug(request: pytest.FixtureRequest, limit: int = 40) -> str:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """Tansu, started once per session and stopped by PID at the end (even after failures).
 
-    Always Tansu, also when KAFKA_BOOTSTRAP_SERVERS is set: real-cluster tests ask for
-    ``real_kafka_bootstrap`` explicitly, so the default suite never touches a shared cluster.
+    For tests whose claim does not depend on broker fidelity (it starts in 40 ms); a claim about the
+    group's behaviour asks for ``kafka`` instead.
     """
     b = EmbeddedBroker(log_dir=tmp_path_factory.mktemp("tansu"))
     b.start()
@@ -102,32 +106,29 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 
 @pytest.fixture(scope="session")
-def real_kafka_bootstrap() -> str:
-    """Bootstrap of the real cluster from KAFKA_BOOTSTRAP_SERVERS; skip if unset, fail if unreachable.
+def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """Apache Kafka 4.x (one KRaft node), started once per session and stopped by PID at the end.
 
-    Unreachable is a failure, not a skip: someone asked for a real-Kafka run and must learn it did not
-    happen.
+    The reference broker: never skipped. A missing Java or Maven, or jars that cannot be fetched, fail
+    every test that needs it, with the message saying what to install.
     """
-    bootstrap = os.environ.get(REAL_KAFKA_ENV)
-    if not bootstrap:
-        pytest.skip(f"needs a real Apache Kafka: set {REAL_KAFKA_ENV}")
-    from confluent_kafka.admin import AdminClient
-
+    # KIP-848 groups get the session the classic members ask for themselves (TEST_SESSION_TIMEOUT_MS).
+    node = ApacheKafka(
+        tmp_path_factory.mktemp("apache-kafka"),
+        config={
+            "group.consumer.session.timeout.ms": str(TEST_SESSION_TIMEOUT_MS),
+            "group.consumer.heartbeat.interval.ms": "1000",
+        },
+    )
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
-    except Exception as exc:
-        pytest.fail(f"{REAL_KAFKA_ENV}={bootstrap} is not reachable: {exc}")
-    return bootstrap
-
-
-@pytest.fixture(scope="session")
-def mock_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCluster]:
-    """librdkafka's mock cluster in a child process (correct high watermarks, KIP-848); see BROKERS.md."""
-    mock = MockCluster(tmp_path_factory.mktemp("mock-kafka") / "mock.log").start()
+        node.start()
+    except BrokerSetupError as exc:
+        pytest.fail(f"Apache Kafka could not be set up: {exc}", pytrace=False)
+    request.config.stash[_kafka_key] = node
     try:
-        yield mock
+        yield node
     finally:
-        mock.stop()
+        node.stop()
 
 
 # -- names ----------------------------------------------------------------------------------------------

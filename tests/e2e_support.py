@@ -68,6 +68,21 @@ def wait_committed(
         raise AssertionError(f"committed offsets {got} != expected {expected}") from None
 
 
+def protocol_env(protocol: str) -> dict[str, str | None]:
+    """Sidecar env for a group protocol: ``classic`` as the fixtures set it, or ``consumer`` (KIP-848).
+
+    Under KIP-848 the session and heartbeat settings are the broker's, and setting them on the member
+    is a configuration error, so the fixture's values are removed.
+    """
+    if protocol == "classic":
+        return {}
+    return {
+        "KAFKA_GROUP_PROTOCOL": "consumer",
+        "KAFKA_SESSION_TIMEOUT_MS": None,
+        "KAFKA_HEARTBEAT_INTERVAL_MS": None,
+    }
+
+
 class Pair(NamedTuple):
     """Two sidecars in one group, each with a demo app logging what it saw."""
 
@@ -87,9 +102,11 @@ def start_pair(
     bootstrap: str | None = None,
     instance_ids: tuple[str, str] | None = None,
     partitions: int = 6,
+    env: dict[str, str | None] | None = None,
 ) -> Pair:
     """Start sidecar a (joined), then b, an app beside each, and wait until they split the partitions."""
-    envs = [{"KAFKA_GROUP_INSTANCE_ID": i} for i in instance_ids] if instance_ids else [{}, {}]
+    ids: tuple[str | None, str | None] = instance_ids or (None, None)
+    envs = [{**(env or {}), "KAFKA_GROUP_INSTANCE_ID": i} if i else dict(env or {}) for i in ids]
     a = sidecar_factory(topics=topic, group_id=group_id, bootstrap=bootstrap, env=envs[0])
     b = sidecar_factory(topics=topic, group_id=group_id, bootstrap=bootstrap, env=envs[1], wait_serving=False)
     out_a, out_b = tmp_path / "a.txt", tmp_path / "b.txt"

@@ -1,4 +1,4 @@
-"""Process handles used by the test fixtures (conftest.py): the sidecar daemon, app scripts, mock cluster.
+"""Process handles used by the test fixtures (conftest.py): the sidecar daemon and app scripts.
 
 Why a module and not just fixtures: tests annotate with these types and call their methods
 (``terminate``, ``kill``, ``restart``...), and conftest.py is not importable by name. Every process is
@@ -206,6 +206,19 @@ class SidecarProcess(ManagedProcess):
         """Base URL of the HTTP (health/metrics) listener."""
         return f"http://{self.http_address}"
 
+    def readyz(self, timeout: float = 1.0) -> tuple[int, str]:
+        """``/readyz``: (HTTP status, body), or (0, the error) when nothing answers yet."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/readyz", timeout=timeout) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
     def health_status(self, timeout: float = 1.0) -> int | None:
         """One grpc.health.v1 Check of the ConsumerService; None if unreachable or unknown service."""
         try:
@@ -315,77 +328,3 @@ class AppFactory(Protocol):
     ) -> AppProcess:
         """Start an app script and return its handle."""
         ...
-
-
-#: Script for the librdkafka mock cluster: a process that keeps a mock-cluster producer alive is a
-#: broker other processes can reach. It prints the bootstrap address, then waits for stdin to close.
-_MOCK_CLUSTER_SCRIPT = """
-import sys
-from confluent_kafka import Producer
-p = Producer({"test.mock.num.brokers": int(sys.argv[1]), "bootstrap.servers": ""})
-md = p.list_topics(timeout=10)
-print(",".join(f"{b.host}:{b.port}" for b in md.brokers.values()), flush=True)
-sys.stdin.read()
-"""
-
-
-class MockCluster:
-    """librdkafka's built-in mock cluster in a child process, for what Tansu lacks.
-
-    Correct high watermarks / list_offsets (lag tests) and KIP-848; see /work/shared/BROKERS.md.
-    Topics auto-create with 4 partitions; CreateTopics does not work.
-    """
-
-    def __init__(self, log_path: Path, brokers: int = 1) -> None:
-        """Prepare; `start()` launches."""
-        self.log_path = log_path
-        self.brokers = brokers
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.bootstrap = ""
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the mock cluster process."""
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self, timeout: float = 20.0) -> MockCluster:
-        """Launch and wait (bounded) for the bootstrap line it writes to its stdout file."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path = self.log_path.with_suffix(".bootstrap")
-        with self.log_path.open("ab") as log, out_path.open("wb") as out:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", _MOCK_CLUSTER_SCRIPT, str(self.brokers)],
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            text = out_path.read_text()
-            if "\n" in text:
-                self.bootstrap = text.splitlines()[0].strip()
-                return self
-            if self._proc.poll() is not None or time.monotonic() >= deadline:
-                self.stop()
-                tail = log_tail(self.log_path)
-                raise RuntimeError(f"mock cluster did not report its bootstrap; log:\n{tail}")
-            time.sleep(0.02)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close stdin (asks it to exit), then SIGTERM/SIGKILL by PID. Idempotent."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)

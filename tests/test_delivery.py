@@ -9,7 +9,6 @@ import uuid
 from functools import partial
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer
 from e2e_support import duplicates, rebalance_events, seen, unique_seen, wait_committed, wait_for
 from kafka_helpers import AppFactory, AppProcess, SidecarFactory, TopicFactory
@@ -260,62 +259,6 @@ def test_key_ordering_lets_other_keys_pass_a_slow_key_and_never_overlaps_a_key(
         for (_, _, end, _), (offset, start, _, _) in itertools.pairwise(items):
             assert start >= end - 0.005, f"{name}@{offset} started before the previous {name} ended"
     wait_committed(broker.bootstrap, group_id, topic, {0: 60})
-
-
-@pytest.mark.parametrize(
-    "broker_kind",
-    [
-        pytest.param(
-            "tansu",
-            marks=pytest.mark.xfail(
-                reason="Tansu drops OffsetCommit metadata (committed() returns none), so the acked "
-                "offsets above the commit cannot come back; passes on librdkafka's mock cluster and is "
-                "correct on Apache Kafka",
-                strict=True,
-            ),
-        ),
-        "mock",
-        pytest.param("real", marks=pytest.mark.real_kafka),
-    ],
-)
-def test_acked_above_the_commit_are_not_redelivered_after_a_restart(
-    broker_kind: str,
-    request: pytest.FixtureRequest,
-    new_topic: TopicFactory,
-    group_id: str,
-    sidecar_factory: SidecarFactory,
-) -> None:
-    if broker_kind == "mock":
-        bootstrap = request.getfixturevalue("mock_kafka").bootstrap
-        topic = f"gaps-{uuid.uuid4().hex[:8]}"  # auto-created (4 partitions); all records to partition 0
-    elif broker_kind == "real":
-        bootstrap = request.getfixturevalue("real_kafka_bootstrap")
-        topic = new_topic(1, bootstrap=bootstrap)
-    else:
-        bootstrap = request.getfixturevalue("broker").bootstrap
-        topic = new_topic(1)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for i in range(1000):
-        producer.produce(topic, value=b"%d" % i, partition=0)
-    assert producer.flush(30) == 0
-
-    first = sidecar_factory(topics=topic, group_id=group_id, bootstrap=bootstrap)
-    with RawStream(first.grpc_address) as s:
-        s.send(credit=1000)
-        got = [r for r in s.records(1000, timeout=60) if r.partition == 0]
-        assert len(got) == 1000
-        s.send(acks=[offsets(topic, 0, ranges=[(0, 4), (6, 499), (501, 999)])])
-        wait_committed(bootstrap, group_id, topic, {0: 5})
-        assert first.terminate(timeout=30) == 0
-
-    second = sidecar_factory(topics=topic, group_id=group_id, bootstrap=bootstrap)
-    with RawStream(second.grpc_address) as s:
-        s.send(credit=1000)
-        again = batches(s.collect(8.0))
-        assert sorted(r.offset for r in again if r.partition == 0) == [5, 500]
-        s.send(acks=[offsets(topic, 0, [5, 500])])
-        wait_committed(bootstrap, group_id, topic, {0: 1000})
-    assert metrics(second.http_address).get("kafka_sidecar_records_acked_total") == 2
 
 
 def read_all(

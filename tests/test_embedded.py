@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
-from kafka_helpers import AppFactory, MockCluster, TopicFactory
+from kafka_helpers import AppFactory, TopicFactory
 
 from sidecar.embedded import (
     OFFSET_INVALID,
@@ -267,11 +267,3 @@ def test_app_factory_logs_kill_and_wait(app_factory: AppFactory, tmp_path: Path)
     quick = app_factory(script, env={"GREETING": None}, name="no-env")
     assert quick.wait(timeout=20) == 1
     assert "KeyError: 'GREETING'" in quick.log_text()
-
-
-@integration
-def test_mock_cluster_fixture(mock_kafka: MockCluster) -> None:
-    """The librdkafka mock cluster takes produce (auto-created 4-partition topic) and reports offsets."""
-    report = produce(mock_kafka.bootstrap, "mock-topic", 40, partitions=4)
-    _assert_report_consistent(report, 40)
-    assert report.expected_commits == {0: 10, 1: 10, 2: 10, 3: 10}

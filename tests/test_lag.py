@@ -1,7 +1,8 @@
 """kafka_consumer_lag: high watermark minus committed offset, per assigned partition.
 
-Tansu reports high watermarks wrongly (see /work/shared/BROKERS.md), so the arithmetic is unit-tested
-and the end-to-end checks run on librdkafka's mock cluster, whose watermarks are right.
+The arithmetic is unit-tested; the end-to-end check runs on Apache Kafka (Tansu reports high
+watermarks wrongly, see shared/BROKERS.md) and compares the gauge with what the broker says: its high
+watermark minus the group's committed offset.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from e2e_support import DEMO_APP, unique_seen, wait_for
-from kafka_helpers import AppFactory, MockCluster, SidecarFactory
+from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 from prometheus_client import REGISTRY
 
-from sidecar.embedded import produce
+from sidecar.brokers.apache_kafka import ApacheKafka
+from sidecar.embedded import committed_offsets, produce
 from sidecar.lag import OFFSET_INVALID, LagMonitor, offsets_from_stats, partition_lag
 from sidecar.metrics import scrape
 from sidecar.records import TopicPartition
@@ -94,7 +96,7 @@ def test_broker_watermarks_fill_in_while_fetching_is_paused() -> None:
     assert monitor.lags[T0] == 36
 
 
-# -- end to end on the mock cluster ---------------------------------------------------------------
+# -- end to end on Apache Kafka ---------------------------------------------------------------
 
 
 def lag_of(http_address: str, topic: str) -> dict[int, float]:
@@ -107,15 +109,16 @@ def lag_of(http_address: str, topic: str) -> dict[int, float]:
 
 
 @pytest.mark.integration
-def test_lag_on_a_broker_with_correct_watermarks(
-    mock_kafka: MockCluster,
+def test_lag_is_the_brokers_high_watermark_minus_the_commit(
+    kafka: ApacheKafka,
+    new_topic: TopicFactory,
     group_id: str,
     sidecar_factory: SidecarFactory,
     app_factory: AppFactory,
     tmp_path: Path,
 ) -> None:
-    bootstrap = mock_kafka.bootstrap
-    topic = f"lag-{uuid.uuid4().hex[:8]}"  # the mock auto-creates it with 4 partitions
+    bootstrap = kafka.bootstrap
+    topic = new_topic(4, bootstrap=bootstrap)
     report = produce(bootstrap, topic, 400, partitions=4)
     sidecar = sidecar_factory(
         topics=topic,
@@ -133,6 +136,7 @@ def test_lag_on_a_broker_with_correct_watermarks(
         30,
     )
     assert report.expected_commits == dict.fromkeys(range(4), 100)
+    assert broker_lag(bootstrap, group_id, topic, 4) == dict.fromkeys(range(4), 0.0)
 
     # The app goes away; 30 more records arrive on partition 0 and are fetched but never acked.
     app.kill()
@@ -140,6 +144,7 @@ def test_lag_on_a_broker_with_correct_watermarks(
     wait_for(
         "lag 30 on partition 0", lambda: lag_of(sidecar.http_address, topic) == {0: 30, 1: 0, 2: 0, 3: 0}, 30
     )
+    assert lag_of(sidecar.http_address, topic) == broker_lag(bootstrap, group_id, topic, 4)
 
     # Past the buffer limit fetching pauses, so fetch responses stop raising the watermark: the
     # broker is asked instead, and the lag keeps growing with what is written.
@@ -148,3 +153,20 @@ def test_lag_on_a_broker_with_correct_watermarks(
     assert scrape(sidecar.http_address)["kafka_sidecar_paused_partitions"] == 4
     produce(bootstrap, topic, 100, partitions=1, start=460)
     wait_for("lag 160 on partition 0", lambda: lag_of(sidecar.http_address, topic).get(0) == 160, 30)
+    assert lag_of(sidecar.http_address, topic) == broker_lag(bootstrap, group_id, topic, 4)
+
+
+def broker_lag(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, float]:
+    """partition -> the broker's high watermark minus the group's committed offset, asked of the broker."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    committed = committed_offsets(bootstrap, group, topic, partitions)
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lag-reader-{uuid.uuid4().hex[:6]}"})
+    try:
+        highs = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        reader.close()
+    return {p: float(highs[p] - committed[p]) for p in range(partitions)}

@@ -1,0 +1,7 @@
+"""Brokers for development and tests, never on the daemon's data path.
+
+- ``apache_kafka``: Apache Kafka 4.x assembled from Maven Central and run as a single KRaft node: the
+  reference every group guarantee is tested against.
+- ``sidecar.embedded``: Tansu, the demo's embedded broker (40 ms start, no JVM), and the small client
+  helpers (create, produce, read commits) that work on any broker.
+"""
