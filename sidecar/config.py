@@ -171,6 +171,12 @@ _SETTINGS = (
         "On shutdown, how long to wait for acks before the final commit.",
     ),
     _Setting(
+        "SIDECAR_STALL_TIMEOUT_MS",
+        "stall_timeout_ms",
+        "120000",
+        "Not healthy after this long with records waiting, app credit and nothing moving (0 = off).",
+    ),
+    _Setting(
         "SIDECAR_ORDERING",
         "ordering",
         "partition",
@@ -637,6 +643,7 @@ class Config:
     commit_interval_ms: int
     revoke_grace_ms: int
     drain_timeout_ms: int
+    stall_timeout_ms: int  # 0 = progress not watched
     ordering: str  # "partition" | "key" | "unordered"
     ack_timeout_ms: int  # 0 = no lease
     retry_backoff_ms: int
@@ -667,6 +674,7 @@ class Config:
         commit_interval_ms = env.setting("commit_interval_ms", _ms(1))
         revoke_grace_ms = env.setting("revoke_grace_ms", _ms(0))
         drain_timeout_ms = env.setting("drain_timeout_ms", _ms(0))
+        stall_timeout_ms = env.setting("stall_timeout_ms", _ms(0))
         ordering = env.setting("ordering", _choice("partition", "key", "unordered"))
         ack_timeout_ms = env.setting("ack_timeout_ms", _ms(0))
         retry_backoff_ms = env.setting("retry_backoff_ms", _ms(0))
@@ -694,6 +702,7 @@ class Config:
             commit_interval_ms=commit_interval_ms,
             revoke_grace_ms=revoke_grace_ms,
             drain_timeout_ms=drain_timeout_ms,
+            stall_timeout_ms=stall_timeout_ms,
             ordering=ordering,
             ack_timeout_ms=ack_timeout_ms,
             retry_backoff_ms=retry_backoff_ms,

@@ -18,15 +18,17 @@ import time
 
 import uvloop
 
+from sidecar import metrics
 from sidecar.collector import Collector
 from sidecar.config import Config
 from sidecar.deadletter import DeadLetterProducer
 from sidecar.delivery import Ordering, Policy
 from sidecar.dispatcher import Dispatcher
 from sidecar.handoff import Handoff
-from sidecar.http import HttpServer, Probe, member_ready, poll_liveness, readiness
+from sidecar.http import HttpServer, Probe, member_ready, poll_liveness, progress_liveness, readiness
 from sidecar.member import GroupMember
 from sidecar.pipeline import Pipeline
+from sidecar.progress import ProgressWatch, Readings
 from sidecar.service import Server
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,22 @@ async def serve(config: Config) -> int:
     await server.start()
     draining = False
     # A revoke holds the poll thread for up to the revoke grace: only longer than that is "stuck".
-    healthy = poll_liveness(
+    turning = poll_liveness(
         lambda: member.last_poll, lambda: member.alive, config.revoke_grace_ms / 1000 + 15
     )
+
+    def readings() -> Readings:
+        return Readings(
+            moved=metrics.total(metrics.RECORDS_RECEIVED, metrics.RECORDS_DELIVERED, metrics.RECORDS_ACKED),
+            lag=member.lag(),
+            held=handoff.backlog()[0],
+            credit=pipeline.credit,
+            backpressure=member.paused,
+            parked=pipeline.parked,
+        )
+
+    watch = ProgressWatch(config.stall_timeout_ms / 1000) if config.stall_timeout_ms else None
+    healthy = progress_liveness(turning, watch, readings)
     as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy, lambda: member.waiting)
     http = None
     if config.http_address is not None:

@@ -956,6 +956,11 @@ class Dispatcher:
             if part is not None:
                 part.tracker.reset_commit()
 
+    @property
+    def credit(self) -> int:
+        """Records the connected streams would take now (their credit, summed)."""
+        return sum(stream.credit for stream in self._streams.values())
+
     def stream_in_flight(self, sid: int) -> int:
         stream = self._streams.get(sid)
         return stream.in_flight if stream else 0

@@ -1,9 +1,11 @@
 """HTTP endpoints for Kubernetes probes and Prometheus, on SIDECAR_HTTP_ADDRESS, and the probe logic.
 
-* ``/healthz`` (liveness): the process is alive and the poll thread is turning: its last loop
-  iteration is recent. A revoke may legitimately hold the thread for up to the revoke grace, so
-  "recent" allows that plus a margin. A failing liveness probe restarts the container, which is the
-  right cure for a stuck poll thread and the wrong one for anything slower, hence the margin.
+* ``/healthz`` (liveness): the process is alive, the poll thread is turning (its last loop iteration
+  is recent) and records move when they could (``sidecar.progress``: not for
+  ``SIDECAR_STALL_TIMEOUT_MS`` with records waiting in Kafka, app credit and nothing fetched, delivered
+  or acked). A revoke may legitimately hold the thread for up to the revoke grace, so "recent" allows
+  that plus a margin. A failing liveness probe restarts the container, which is the right cure for a
+  stuck poll thread or consumer and the wrong one for anything slower, hence the margins.
 * ``/readyz`` (readiness): the member has joined the group, the poll thread is healthy, the sidecar is
   not draining and, with ``SIDECAR_READINESS=app`` (the default), at least one app stream is
   connected. A rolling update waits for readiness before it restarts the next pod, so "ready" means
@@ -21,6 +23,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sidecar.progress import ProgressWatch, Readings
 
 Probe = Callable[[], tuple[bool, str]]
 
@@ -72,6 +76,19 @@ def poll_liveness(
         if age > stale_after_s:
             return False, f"poll thread stuck for {age:.1f}s"
         return True, f"ok (last poll {age:.2f}s ago)"
+
+    return probe
+
+
+def progress_liveness(turning: Probe, watch: ProgressWatch | None, read: Callable[[], Readings]) -> Probe:
+    """``turning`` and, when a watch is set, records moving whenever they could (``sidecar.progress``)."""
+
+    def probe() -> tuple[bool, str]:
+        ok, why = turning()
+        if not ok or watch is None:
+            return ok, why
+        moving, because = watch.look(read())
+        return (True, why) if moving else (False, because)
 
     return probe
 

@@ -4,10 +4,11 @@ This is the lag the group's owners know from Kafka's own tools: records that wer
 this group has not committed yet. Both numbers come from librdkafka's statistics
 (``statistics.interval.ms``, a sidecar default of 5000), parsed on the poll thread by ``on_stats``;
 librdkafka keeps ``committed_offset`` current for our own commits and ``hi_offset`` current from fetch
-responses. One gap needs filling: while fetching is paused for backpressure there are no fetch
-responses, so the high watermark would freeze exactly when lag grows. The member then calls
-``refresh`` with a broker query (ListOffsets) at the statistics pace, and the larger of the two
-watermarks is used.
+responses. Two gaps need filling: while fetching is paused for backpressure there are no fetch
+responses, so the high watermark would freeze exactly when lag grows; and a partition whose fetches
+fail (its position out of range, say) has no high watermark at all, exactly when its lag matters
+most. The member then calls ``refresh`` with a broker query (ListOffsets) at the statistics pace,
+and the larger of the two watermarks is used.
 
 A partition without a committed offset (a new group before its first commit) has no lag series:
 Kafka's tools show no lag for it either, and a guess would be wrong after a reset.
@@ -76,6 +77,8 @@ class LagMonitor:
         self._queried: dict[TopicPartition, int] = {}  # high watermarks from broker queries
         self._published: set[TopicPartition] = set()
         self.lags: dict[TopicPartition, int] = {}
+        #: A committed partition whose high watermark the statistics do not know: ask the broker.
+        self.watermarks_missing = False
 
     def on_stats(self, text: str) -> None:
         """librdkafka's ``stats_cb``: recompute and publish the lag of every assigned partition."""
@@ -90,8 +93,10 @@ class LagMonitor:
         """Set the lag gauges from (high watermark, committed) pairs; drop series of other partitions."""
         assigned = set(self._assignment())
         lags: dict[TopicPartition, int] = {}
+        missing = False
         for tp in assigned:
             high, committed = offsets.get(tp, (OFFSET_INVALID, OFFSET_INVALID))
+            missing = missing or (committed >= 0 and high < 0)
             lag = partition_lag(max(high, self._queried.get(tp, OFFSET_INVALID)), committed)
             if lag is not None:
                 lags[tp] = lag
@@ -101,6 +106,7 @@ class LagMonitor:
         self._published = set(lags)
         self._queried = {tp: o for tp, o in self._queried.items() if tp in assigned}
         self.lags = lags
+        self.watermarks_missing = missing
         return lags
 
     def forget(self, tps: Collection[TopicPartition]) -> None:
@@ -116,7 +122,7 @@ class LagMonitor:
         return self._clock() >= self._next_refresh
 
     def refresh(self, query: Callable[[TopicPartition], int | None]) -> None:
-        """Ask the broker for the high watermarks of the assigned partitions (while fetching is paused).
+        """Ask the broker for the high watermarks of the assigned partitions (no fetch tells them).
 
         ``query`` returns a partition's high watermark or None; the whole refresh stays within
         ``REFRESH_BUDGET_S``, the rest waits for the next one.

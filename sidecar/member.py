@@ -131,7 +131,7 @@ class GroupMember:
         self._async_commits: deque[float] = deque()
         self.rebalances = RebalanceTracker()  # count, duration and log line of each rebalance
         self._stats_ms = int(config.kafka.get("statistics.interval.ms", "0"))
-        self.lag = LagMonitor(lambda: self.rebalances.assignment, max(self._stats_ms, 1000) / 1000)
+        self.lag_monitor = LagMonitor(lambda: self.rebalances.assignment, max(self._stats_ms, 1000) / 1000)
         self.last_poll = time.monotonic()
         self.joined = threading.Event()
         self.error: BaseException | None = None
@@ -147,6 +147,16 @@ class GroupMember:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def paused(self) -> bool:
+        """Fetching paused because the backlog of unacked records is full (the app is behind)."""
+        return self._paused
+
+    def lag(self) -> int | None:
+        """Records written and not committed on the assigned partitions; None while unknown."""
+        lags = self.lag_monitor.lags
+        return sum(lags.values()) if lags and self._stats_ms > 0 else None
 
     # -- the poll thread ------------------------------------------------------------------------
 
@@ -186,7 +196,7 @@ class GroupMember:
         conf["error_cb"] = self._on_error
         conf["logger"] = logging.getLogger("librdkafka")
         if self._stats_ms > 0:
-            conf["stats_cb"] = self.lag.on_stats  # kafka_consumer_lag
+            conf["stats_cb"] = self.lag_monitor.on_stats  # kafka_consumer_lag
         consumer = self._consumer = Consumer(conf)
         consumer.subscribe(
             list(self._config.topics),
@@ -245,8 +255,10 @@ class GroupMember:
             if not room:  # full, within the grace: take nothing, wait for acks
                 time.sleep(FULL_WAIT_S)
                 continue
-            if self._paused and self._stats_ms > 0 and self.lag.refresh_due():
-                self.lag.refresh(lambda tp: _high_watermark(consumer, tp))  # no fetches: ask the broker
+            watermarks_unknown = self._paused or self.lag_monitor.watermarks_missing
+            if watermarks_unknown and self._stats_ms > 0 and self.lag_monitor.refresh_due():
+                # No fetch responses tell the watermarks (paused, or fetching fails): ask the broker.
+                self.lag_monitor.refresh(lambda tp: _high_watermark(consumer, tp))
             messages = consume_available(consumer, min(POLL_BATCH, room))
             if messages:
                 self._hand_over(messages)
@@ -444,7 +456,7 @@ class GroupMember:
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
         self.rebalances.revoked(tps)
-        self.lag.forget(tps)
+        self.lag_monitor.forget(tps)
         self._new_epoch(tps)
         log.info("revoking %s", [str(tp) for tp in tps])
         offsets = self._handoff.revoked(tps, self._epoch)
@@ -453,7 +465,7 @@ class GroupMember:
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
         self.rebalances.revoked(tps, lost=True)
-        self.lag.forget(tps)
+        self.lag_monitor.forget(tps)
         self._new_epoch(tps)
         log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
         self._handoff.lost(tps, self._epoch)

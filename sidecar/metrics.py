@@ -103,6 +103,13 @@ COMMIT_SECONDS = Histogram(
 )
 
 
+def total(*counters: Counter) -> int:
+    """The summed totals of unlabelled counters in this process (read through the public collect())."""
+    return int(
+        sum(s.value for c in counters for m in c.collect() for s in m.samples if s.name.endswith("_total"))
+    )
+
+
 def scrape(http_address: str, timeout: float = 5.0) -> dict[str, float]:
     """Read a running sidecar's /metrics as {"name{label=value,...}": value} (demo, tests, harness)."""
     with urllib.request.urlopen(f"http://{http_address}/metrics", timeout=timeout) as response:

@@ -108,6 +108,16 @@ class Pipeline:
         """Connected app streams (readiness and logs)."""
         return len(self._sinks)
 
+    @property
+    def credit(self) -> int:
+        """Records the connected app streams would take now (the progress watch asks)."""
+        return self._dispatcher.credit
+
+    @property
+    def parked(self) -> int:
+        """Records parked by the delivery policy (the progress watch asks)."""
+        return self._dispatcher.parked_records
+
     def open_stream(self, sink: StreamSink) -> int:
         sid = self._dispatcher.open_stream()
         self._sinks[sid] = sink

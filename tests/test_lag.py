@@ -96,6 +96,16 @@ def test_broker_watermarks_fill_in_while_fetching_is_paused() -> None:
     assert monitor.lags[T0] == 36
 
 
+def test_a_committed_partition_whose_fetches_fail_gets_its_watermark_from_the_broker() -> None:
+    monitor = LagMonitor(lambda: [T0, T1], 1.0)
+    monitor.publish({T0: (OFFSET_INVALID, 100), T1: (OFFSET_INVALID, OFFSET_INVALID)})
+    assert monitor.watermarks_missing  # T0 is committed and no fetch told its high watermark
+    monitor.refresh(lambda tp: 1000)
+    assert monitor.publish({T0: (OFFSET_INVALID, 100)}) == {T0: 900}
+    monitor.publish({T0: (1000, 100), T1: (OFFSET_INVALID, OFFSET_INVALID)})
+    assert not monitor.watermarks_missing  # T1 has no commit: no lag to tell, nothing to ask
+
+
 # -- end to end on Apache Kafka ---------------------------------------------------------------
 
 

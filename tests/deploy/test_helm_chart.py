@@ -62,6 +62,7 @@ EVERY_SIDECAR_SETTING: dict[str, Any] = {
     "commitIntervalMs": 2000,
     "revokeGraceMs": 5000,
     "drainTimeoutMs": 15000,
+    "stallTimeoutMs": 300000,
     "ordering": "key",
     "ackTimeoutMs": 30000,
     "retryBackoffMs": 500,
