@@ -59,12 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run a self-contained demo on an embedded local broker")
     demo.add_argument("--records", type=int, default=20000, help="records to produce (default 20000)")
     demo.add_argument("--partitions", type=int, default=6, help="topic partitions (default 6)")
+    demo.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="run on this Kafka cluster instead of the embedded broker (a demo topic is created and deleted)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         from sidecar.demo import run_demo
 
-        return run_demo(records=args.records, partitions=args.partitions)
+        return run_demo(records=args.records, partitions=args.partitions, bootstrap=args.bootstrap)
 
     config = _load_config()
     if args.command == "config":

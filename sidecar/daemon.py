@@ -90,11 +90,12 @@ async def serve(config: Config) -> int:
         http = HttpServer(*config.http_address, healthy=healthy, ready=ready)
         await http.start()
     log.info(
-        "kafka-sidecar serving gRPC on %s%s; topics %s; %s member",
+        "kafka-sidecar serving gRPC on %s%s; topics %s; %s member, group protocol %s",
         config.grpc_address,
         f", HTTP on {config.http_address[0]}:{config.http_address[1]}" if config.http_address else "",
         ",".join(config.topics),
         f"static ({config.kafka['group.instance.id']})" if config.static_member else "dynamic",
+        config.kafka.get("group.protocol", "classic"),
     )
 
     stop = asyncio.Event()

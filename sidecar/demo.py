@@ -1,10 +1,11 @@
 """``kafka-sidecar demo``: the whole story on one machine, in about half a minute.
 
-It starts an embedded broker (Tansu), creates a topic, produces keyed records, runs the real sidecar
-process and the example app (``sidecar.demo_app``), SIGKILLs the app mid-stream and starts it again,
-then checks what happened from the outside: every record seen by the app, the ones redelivered, the
-committed offsets (against the producer's delivery reports) and the sidecar's rebalance count.
-Everything it started is stopped by PID on the way out, also on Ctrl-C or failure.
+It starts an embedded broker (Tansu; or uses the cluster ``--bootstrap`` names), creates a topic,
+produces keyed records, runs the real sidecar process and the example app (``sidecar.demo_app``),
+SIGKILLs the app mid-stream and starts it again, then checks what happened from the outside: every
+record seen by the app, the ones redelivered, the committed offsets (against the producer's delivery
+reports) and the sidecar's rebalance count. Everything it started is stopped by PID on the way out,
+also on Ctrl-C or failure; on a cluster of the user's, the demo's topic is deleted again.
 """
 
 from __future__ import annotations
@@ -65,7 +66,32 @@ def _healthy(http: str) -> bool:
         return False
 
 
-def run_demo(records: int = 20_000, partitions: int = 6) -> int:
+@contextlib.contextmanager
+def _broker(bootstrap: str | None, workdir: Path) -> Iterator[str]:
+    """The embedded Tansu (started and stopped here), or the cluster the user named."""
+    if bootstrap is not None:
+        _say(f"using the Kafka cluster at {bootstrap}")
+        yield bootstrap
+        return
+    with EmbeddedBroker(log_dir=workdir) as broker:
+        _say(f"embedded broker (Tansu) on {broker.bootstrap}, pid {broker.pid}")
+        yield broker.bootstrap
+
+
+def _delete_topic(bootstrap: str, topic: str) -> None:
+    """Best effort: remove the demo's topic from a user's cluster (say so if it stays)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the answer arrives
+    try:
+        admin.delete_topics([topic])[topic].result(timeout=15)
+        _say(f"deleted the demo topic {topic}")
+    except Exception as exc:  # the demo's result stands; the topic is only left behind
+        _say(f"could not delete the demo topic {topic}: {exc}")
+
+
+def run_demo(records: int = 20_000, partitions: int = 6, bootstrap: str | None = None) -> int:
+    """The demo on the embedded Tansu, or on the cluster ``bootstrap`` names (its topic removed after)."""
     workdir = Path(tempfile.mkdtemp(prefix="kafka-sidecar-demo-"))
     topic, group = f"demo-{uuid.uuid4().hex[:8]}", f"demo-group-{uuid.uuid4().hex[:8]}"
     grpc_address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -73,39 +99,54 @@ def run_demo(records: int = 20_000, partitions: int = 6) -> int:
         k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SIDECAR_")) and k != "POD_NAME"
     }
     try:
-        with EmbeddedBroker(log_dir=workdir) as broker:
-            _say(f"embedded broker (Tansu) on {broker.bootstrap}, pid {broker.pid}")
-            create_topic(broker.bootstrap, topic, partitions)
-            started = time.monotonic()
-            report = produce(broker.bootstrap, topic, records)
-            _say(
-                f"produced {report.count} keyed records to {topic} ({partitions} partitions) "
-                f"in {time.monotonic() - started:.2f}s"
-            )
-            sidecar_env = {
-                **env,
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-                "KAFKA_GROUP_ID": group,
-                "SIDECAR_TOPICS": topic,
-                "SIDECAR_GRPC_ADDRESS": grpc_address,
-                "SIDECAR_HTTP_ADDRESS": http,
-                # Tansu makes every join wait half the session timeout: keep it short for the demo.
-                "KAFKA_SESSION_TIMEOUT_MS": "6000",
-                "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-                # The demo starts its app once the sidecar is ready as a member, not after an app.
-                "SIDECAR_READINESS": "joined",
-            }
-            with _process(
-                [sys.executable, "-m", "sidecar", "run"], sidecar_env, workdir / "sidecar.log"
-            ) as sc:
-                _say(f"sidecar pid {sc.pid}: gRPC {grpc_address}, HTTP {http}; joining group {group}...")
-                wait_for(
-                    lambda: sc.poll() is None and _healthy(http), 60, 0.1, "the sidecar to join the group"
-                )
-                return _scenario(report, broker.bootstrap, group, topic, grpc_address, http, env, workdir)
+        with _broker(bootstrap, workdir) as servers:
+            # On a user's cluster the broker's default replication factor (-1) fits its policies.
+            create_topic(servers, topic, partitions, replication_factor=1 if bootstrap is None else -1)
+            try:
+                return _run(servers, topic, group, records, partitions, grpc_address, http, env, workdir)
+            finally:
+                if bootstrap is not None:
+                    _delete_topic(servers, topic)
     except (TimeoutError, RuntimeError) as exc:
         _say(f"FAILED: {exc}; logs in {workdir}")
         return 1
+
+
+def _run(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    records: int,
+    partitions: int,
+    grpc_address: str,
+    http: str,
+    env: dict[str, str],
+    workdir: Path,
+) -> int:
+    """Produce, start the sidecar, and play the scenario."""
+    started = time.monotonic()
+    report = produce(bootstrap, topic, records)
+    _say(
+        f"produced {report.count} keyed records to {topic} ({partitions} partitions) "
+        f"in {time.monotonic() - started:.2f}s"
+    )
+    sidecar_env = {
+        **env,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_GROUP_ID": group,
+        "SIDECAR_TOPICS": topic,
+        "SIDECAR_GRPC_ADDRESS": grpc_address,
+        "SIDECAR_HTTP_ADDRESS": http,
+        # Tansu makes every join wait half the session timeout: keep it short for the demo.
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        # The demo starts its app once the sidecar is ready as a member, not after an app.
+        "SIDECAR_READINESS": "joined",
+    }
+    with _process([sys.executable, "-m", "sidecar", "run"], sidecar_env, workdir / "sidecar.log") as sc:
+        _say(f"sidecar pid {sc.pid}: gRPC {grpc_address}, HTTP {http}; joining group {group}...")
+        wait_for(lambda: sc.poll() is None and _healthy(http), 60, 0.1, "the sidecar to join the group")
+        return _scenario(report, bootstrap, group, topic, grpc_address, http, env, workdir)
 
 
 def _scenario(

@@ -263,9 +263,12 @@ class EmbeddedBroker:
 # -- topic / produce / offsets helpers ----------------------------------------------------------------
 
 
-def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 15.0) -> None:
+def create_topic(
+    bootstrap: str, name: str, partitions: int, timeout: float = 15.0, *, replication_factor: int = 1
+) -> None:
     """Create `name` with `partitions` partitions and wait (bounded) until every partition has a leader.
 
+    `replication_factor` -1 takes the cluster's default (a cluster of a user's may refuse 1).
     Waiting for leaders, not just for the CreateTopics response, is what makes a produce or subscribe
     right after this call deterministic instead of racing metadata propagation.
     """
@@ -278,7 +281,7 @@ def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 15
     deadline = time.monotonic() + timeout
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1)],
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)],
         request_timeout=timeout,
         operation_timeout=timeout,
     )

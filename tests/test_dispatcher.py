@@ -490,3 +490,26 @@ def test_batches_are_filled_in_bulk_as_one_record_at_a_time(
             out.append([(sid, offsets(b)) for sid, b in d.next_deliveries()])
         made.append((out, d.buffered_records, d.in_flight_records))
     assert made[0] == made[1]
+
+
+def test_a_refused_commit_is_offered_again_never_beyond_what_was_acked() -> None:
+    """A commit the broker refused (STALE_MEMBER_EPOCH while a KIP-848 rebalance runs, say) is lost
+    neither as a commit nor as acks: the next commit offers the watermark again, at what was acked."""
+    d = Dispatcher()
+    d.assign([T0, T1])
+    d.add_records(records(T0, 0, 10) + records(T1, 0, 10))
+    sid = d.open_stream()
+    d.grant(sid, 20)
+    d.next_deliveries()
+    d.ack(sid, T0, ranges=[(0, 3)])
+    d.ack(sid, T1, ranges=[(0, 1)])
+    assert d.commit_offsets() == {T0: 4, T1: 2}
+    d.commit_failed([T0])  # refused for T0 only
+    assert d.commit_offsets() == {T0: 4}  # offered again, at the same point
+    d.commit_failed([T0])
+    d.ack(sid, T0, [5])  # above a gap: the watermark stays at 4
+    assert d.commit_offsets() == {T0: 4}
+    d.ack(sid, T0, [4])
+    assert d.commit_offsets() == {T0: 6}
+    d.commit_failed([TopicPartition("t", 9)])  # a partition no longer ours: nothing to offer
+    assert d.commit_offsets() == {}

@@ -1,9 +1,10 @@
-"""The scenario harness: its arithmetic (unit tests) and its short CI run on the session's Tansu.
+"""The scenario harness: its arithmetic (unit tests) and its short CI run on the session's Apache Kafka.
 
 The CI run is the harness itself with the ``ci`` parameter set (2 members, 6 s session timeouts, a few
-seconds of traffic per phase): an app rolling restart with the sidecar must cause no rebalance and
-lose nothing, and a handler slower than max.poll.interval.ms must get plain consumers evicted and the
-sidecar not. ``python -m bench.scenarios --full`` is the long version, on demand.
+seconds of traffic per phase), the sidecars static and under both group protocols (classic and
+KIP-848): an app rolling restart and a sidecar rolling restart must cause no rebalance and lose
+nothing, and a handler slower than max.poll.interval.ms must get plain consumers evicted and the
+sidecars not. ``python -m bench.scenarios --full`` is the long version, on demand.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bench.scenarios.producer import Ack
 from bench.scenarios.report import table
 from bench.scenarios.scenarios import BY_NAME
 from bench.scenarios.settings import CI
-from sidecar.embedded import EmbeddedBroker
+from sidecar.brokers.apache_kafka import ApacheKafka
 
 # -- arithmetic -----------------------------------------------------------------------------------
 
@@ -136,22 +137,27 @@ def test_command_line_refuses_bad_input() -> None:
 # -- the short run on a real broker ----------------------------------------------------------------
 
 
+SIDECARS = ["sidecar", "sidecar-kip848"]
+
+
 @pytest.mark.integration
 def test_ci_run_app_rolling_restart_costs_no_rebalance_and_loses_nothing(
-    broker: EmbeddedBroker, tmp_path: Path
+    kafka: ApacheKafka, tmp_path: Path
 ) -> None:
     results = run_all(
-        CI, [BY_NAME["app-rolling-restart"]], ["sidecar"], tmp_path, plots=True, bootstrap=broker.bootstrap
+        CI, [BY_NAME["app-rolling-restart"]], SIDECARS, tmp_path, plots=True, bootstrap=kafka.bootstrap
     )
-    figures = results["app-rolling-restart"]["sidecar"]["figures"]
-    assert figures["produced"] > 0
-    assert figures["lost"] == 0
-    assert figures["rebalances"] == 0
-    assert figures["evictions"] == 0
+    for variant in SIDECARS:
+        figures = results["app-rolling-restart"][variant]["figures"]
+        assert figures["produced"] > 0, variant
+        assert figures["lost"] == 0, variant
+        assert figures["rebalances"] == 0, variant
+        assert figures["evictions"] == 0, variant
     report = json.loads((tmp_path / "report.json").read_text())
     entry = report["scenarios"]["app-rolling-restart"]
     assert report["settings"]["name"] == "ci"
-    assert set(entry) == {"plot", "sidecar"}
+    assert report["settings"]["static"] is True
+    assert set(entry) == {"plot", *SIDECARS}
     assert [label for _, label in entry["sidecar"]["marks"]] == ["restart app pod-0", "restart app pod-1"]
     assert set(entry["sidecar"]["figures"]) >= {
         "rebalances",
@@ -162,29 +168,39 @@ def test_ci_run_app_rolling_restart_costs_no_rebalance_and_loses_nothing(
         "duplicates",
     }
     assert Path(entry["plot"]).read_bytes()[:4] == b"\x89PNG"
-    run_dir = Path(entry["sidecar"]["workdir"])
+    run_dir = Path(entry["sidecar-kip848"]["workdir"])
     assert (run_dir / "receipts.csv").exists()
     assert (run_dir / "series.json").exists()
+    assert "group protocol consumer" in (run_dir / "pod-0.sidecar.log").read_text()
+    assert "group protocol classic" in (Path(entry["sidecar"]["workdir"]) / "pod-0.sidecar.log").read_text()
+
+
+@pytest.mark.integration
+def test_ci_run_static_sidecar_rolling_restart_costs_no_rebalance(kafka: ApacheKafka, tmp_path: Path) -> None:
+    results = run_all(
+        CI, [BY_NAME["sidecar-rolling-restart"]], SIDECARS, tmp_path, plots=False, bootstrap=kafka.bootstrap
+    )
+    for variant in SIDECARS:
+        figures = results["sidecar-rolling-restart"][variant]["figures"]
+        assert figures["produced"] > 0, variant
+        assert figures["lost"] == 0, variant
+        assert figures["rebalances"] == 0, variant
 
 
 @pytest.mark.integration
 def test_ci_run_slow_handler_evicts_plain_consumers_and_not_the_sidecar(
-    broker: EmbeddedBroker, tmp_path: Path
+    kafka: ApacheKafka, tmp_path: Path
 ) -> None:
+    variants = [*SIDECARS, "baseline"]
     results = run_all(
-        CI,
-        [BY_NAME["slow-handler"]],
-        ["sidecar", "baseline"],
-        tmp_path,
-        plots=False,
-        bootstrap=broker.bootstrap,
+        CI, [BY_NAME["slow-handler"]], variants, tmp_path, plots=False, bootstrap=kafka.bootstrap
     )
-    sidecar, baseline = (results["slow-handler"][v]["figures"] for v in ("sidecar", "baseline"))
-    assert sidecar["evictions"] == 0
-    assert sidecar["rebalances"] == 0
-    assert baseline["evictions"] >= 1
-    assert baseline["rebalances"] >= 1
-    assert sidecar["lost"] == 0
-    assert baseline["lost"] == 0
-    assert sidecar["produced"] > 0
-    assert baseline["produced"] > 0
+    figures = {v: results["slow-handler"][v]["figures"] for v in variants}
+    for variant in SIDECARS:
+        assert figures[variant]["evictions"] == 0, variant
+        assert figures[variant]["rebalances"] == 0, variant
+    assert figures["baseline"]["evictions"] >= 1
+    assert figures["baseline"]["rebalances"] >= 1
+    for variant in variants:
+        assert figures[variant]["lost"] == 0, variant
+        assert figures[variant]["produced"] > 0, variant

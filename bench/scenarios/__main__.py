@@ -3,9 +3,13 @@
 Examples::
 
     python -m bench.scenarios                       # the short (CI) parameter set, every scenario
-    python -m bench.scenarios --full                # production defaults; minutes (Tansu joins are slow)
-    python -m bench.scenarios --only slow-handler --variant baseline --out /tmp/sc
+    python -m bench.scenarios --full --out /tmp/sc  # production defaults, on Apache Kafka; tens of minutes
+    python -m bench.scenarios --only slow-handler --variant baseline --broker tansu
     python -m bench.scenarios practical --step 4
+
+The broker is a local Apache Kafka 4.x by default (``--broker tansu`` for the quick one, or
+``--bootstrap`` of a cluster you have). Variants: the sidecar as a classic member, as a KIP-848 member
+(``sidecar-kip848``; not on Tansu, which lacks KIP-848) and the plain-consumer baseline.
 
 Prints progress on stderr, the side-by-side table on stdout, and writes report.json and one PNG per
 scenario to --out (default: a fresh temporary directory). Exit status 1 if a run failed or any record
@@ -23,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import exit_on_sigterm
+from bench.scenarios.brokers import BROKERS, start_broker
 from bench.scenarios.plot import plot_scenario
 from bench.scenarios.report import table, write_json
 from bench.scenarios.runner import VARIANTS, RunFailed, run_variant, say
 from bench.scenarios.scenarios import BY_NAME, SCENARIOS, Scenario
 from bench.scenarios.settings import CI, FULL, Settings
-from sidecar.embedded import EmbeddedBroker
 
 
 def run_all(
@@ -39,16 +43,17 @@ def run_all(
     *,
     plots: bool = True,
     bootstrap: str | None = None,
+    broker: str = "kafka",
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every scenario x variant on one broker (a local Tansu unless ``bootstrap`` names one); writes
-    report.json (and the PNGs) to ``out_dir``."""
+    """Every scenario x variant on one broker (a local one of kind ``broker`` unless ``bootstrap`` names
+    one); writes report.json (and the PNGs) to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     pictures: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         if bootstrap is None:
-            bootstrap = stack.enter_context(EmbeddedBroker(log_dir=out_dir)).bootstrap
-            say(f"broker (Tansu) on {bootstrap}; results in {out_dir}")
+            bootstrap, label = start_broker(broker, stack, out_dir, settings)
+            say(f"broker: {label}; results in {out_dir}")
         else:
             say(f"broker {bootstrap}; results in {out_dir}")
         for scenario in scenarios:
@@ -73,11 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("command", nargs="?", choices=("run", "practical"), default="run")
     parser.add_argument("--full", action="store_true", help="production defaults (minutes) instead of CI's")
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run only this scenario")
-    parser.add_argument("--variant", choices=(*VARIANTS, "both"), default="both")
     parser.add_argument(
-        "--static", action="store_true", help="sidecars as static members (hangs rolling restarts on Tansu)"
+        "--variant", action="append", choices=VARIANTS, help="run only this variant (default: every one)"
     )
-    parser.add_argument("--bootstrap", help="use this Kafka cluster instead of a local Tansu")
+    parser.add_argument(
+        "--broker", choices=BROKERS, default="kafka", help="the local broker (default: kafka)"
+    )
+    membership = parser.add_mutually_exclusive_group()
+    membership.add_argument(
+        "--static", action="store_true", default=None, help="static sidecars (the default on Apache Kafka)"
+    )
+    membership.add_argument(
+        "--dynamic", action="store_false", dest="static", help="dynamic sidecars (the default on Tansu)"
+    )
+    parser.add_argument("--bootstrap", help="use this Kafka cluster instead of a local broker")
     parser.add_argument("--members", type=int, help="group members (default: 2 for CI, 3 for --full)")
     parser.add_argument("--rate", type=float, help="records/s produced")
     parser.add_argument("--out", type=Path, help="output directory (default: a new temporary directory)")
@@ -92,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "practical":
         from bench.scenarios.practical import run_practical
 
-        return run_practical(args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-practical-")), args.step)
+        out = args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-practical-"))
+        return run_practical(out, args.step, args.broker)
     settings = FULL if args.full else CI
     if args.members is not None:
         if args.members < 1:
             raise SystemExit("--members must be >= 1")
         settings = settings.with_overrides(members=args.members)
-    if args.static:
-        settings = settings.with_overrides(static=True)
+    tansu = args.broker == "tansu" and args.bootstrap is None
+    static = args.static if args.static is not None else not tansu
+    settings = settings.with_overrides(static=static)
     if args.rate is not None:
         if args.rate <= 0:
             raise SystemExit("--rate must be > 0")
@@ -107,11 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     if settings.members > settings.partitions:
         raise SystemExit(f"--members {settings.members} > {settings.partitions} partitions: some would idle")
     scenarios = [BY_NAME[n] for n in args.only] if args.only else list(SCENARIOS)
-    variants = VARIANTS if args.variant == "both" else (args.variant,)
+    variants = tuple(args.variant or (v for v in VARIANTS if not (tansu and v == "sidecar-kip848")))
+    if tansu and "sidecar-kip848" in variants:
+        raise SystemExit("--variant sidecar-kip848 needs Apache Kafka: Tansu has no KIP-848 groups")
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-scenarios-"))
     try:
         results = run_all(
-            settings, scenarios, variants, out_dir, plots=not args.no_plots, bootstrap=args.bootstrap
+            settings,
+            scenarios,
+            variants,
+            out_dir,
+            plots=not args.no_plots,
+            bootstrap=args.bootstrap,
+            broker=args.broker,
         )
     except RunFailed as exc:
         say(f"FAILED: {exc}")

@@ -38,6 +38,7 @@ class Site:
     socket_dir: Path  # short: unix socket paths are limited to 107 bytes
     slow_flag: Path
     max_poll_ms: int
+    protocol: str = "classic"  # the sidecars' group.protocol: classic or consumer (KIP-848)
 
 
 class Member(ABC):
@@ -99,6 +100,12 @@ class SidecarMember(Member):
             "SIDECAR_LOG_LEVEL": "INFO",
             **site.settings.sidecar_env,
         }
+        if site.protocol == "consumer":
+            # KIP-848: session and heartbeat are the broker's (the harness's broker sets the same values).
+            env["KAFKA_GROUP_PROTOCOL"] = "consumer"
+        else:
+            env["KAFKA_SESSION_TIMEOUT_MS"] = str(site.settings.session_ms)
+            env["KAFKA_HEARTBEAT_INTERVAL_MS"] = str(site.settings.heartbeat_ms)
         if site.settings.static:  # as in a StatefulSet; unique per run (Tansu never expires static members)
             env["POD_NAME"] = f"{self.name}-{uuid.uuid4().hex[:6]}"
         self.sidecar = Proc(

@@ -1,6 +1,6 @@
-"""One PNG per scenario: lag (top) and delivery rate (bottom) over time, sidecar beside baseline.
+"""One PNG per scenario: lag (top) and delivery rate (bottom) over time, sidecars beside the baseline.
 
-The two variants share their y axes, so the picture compares like with like: a sidecar line lying
+The variants share their y axes, so the picture compares like with like: a sidecar line lying
 flat along the bottom of a panel whose scale the baseline set is the finding, not a plotting slip.
 Scripted events are dashed purple lines with labels; rebalances are orange ticks on the rate panel.
 """
@@ -17,7 +17,7 @@ def plot_scenario(title: str, results: dict[str, dict[str, Any]], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [v for v in ("sidecar", "baseline") if v in results]
+    variants = [v for v in ("sidecar", "sidecar-kip848", "baseline") if v in results]
     fig, axes = plt.subplots(
         2, len(variants), figsize=(7.0 * len(variants), 7.5), sharex="col", sharey="row", squeeze=False
     )

@@ -19,15 +19,24 @@ COLUMNS = (
 )
 
 
-def _cell(by_variant: dict[str, dict[str, Any]], key: str) -> str:
-    values = [str(by_variant[v]["figures"][key]) if v in by_variant else "-" for v in ("sidecar", "baseline")]
-    return " / ".join(values)
+#: Variants in the order the cells show them, and their short names in the header.
+ORDER = (("sidecar", "sidecar"), ("sidecar-kip848", "kip848"), ("baseline", "baseline"))
+
+
+def _cell(by_variant: dict[str, dict[str, Any]], key: str, variants: list[str]) -> str:
+    return " / ".join(str(by_variant[v]["figures"][key]) if v in by_variant else "-" for v in variants)
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """One row per scenario; each cell is ``sidecar / baseline``."""
-    header = ["scenario (sidecar / baseline)", *(title for _, title in COLUMNS)]
-    rows = [[name, *(_cell(by_variant, key) for key, _ in COLUMNS)] for name, by_variant in results.items()]
+    """One row per scenario; each cell is ``sidecar / kip848 / baseline``, for the variants that ran."""
+    ran = {v for by_variant in results.values() for v in by_variant}
+    variants = [v for v, _ in ORDER if v in ran]
+    names = " / ".join(short for v, short in ORDER if v in ran)
+    header = [f"scenario ({names})", *(title for _, title in COLUMNS)]
+    rows = [
+        [name, *(_cell(by_variant, key, variants) for key, _ in COLUMNS)]
+        for name, by_variant in results.items()
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     lines.insert(1, "-|-".join("-" * w for w in widths))

@@ -26,7 +26,9 @@ from bench.scenarios.scenarios import Scenario, Stage
 from bench.scenarios.settings import Settings
 from sidecar.embedded import create_topic
 
-VARIANTS = ("sidecar", "baseline")
+#: The sidecar as a classic-protocol member, as a KIP-848 member (group.protocol=consumer), and the
+#: baseline of plain consumers with librdkafka's defaults.
+VARIANTS = ("sidecar", "sidecar-kip848", "baseline")
 
 
 class RunFailed(RuntimeError):
@@ -71,8 +73,9 @@ def run_variant(
         socket_dir=socket_dir,
         slow_flag=workdir / "slow",
         max_poll_ms=settings.slow_max_poll_ms if scenario.slow else settings.max_poll_ms,
+        protocol="consumer" if variant == "sidecar-kip848" else "classic",
     )
-    kind = SidecarMember if variant == "sidecar" else PlainMember
+    kind = PlainMember if variant == "baseline" else SidecarMember
     members: list[Member] = [kind(site, i) for i in range(settings.members)]
     producer = SteadyProducer(bootstrap, topic, settings.partitions, settings.rate)
     stage = Stage(members, settings, site.slow_flag)
