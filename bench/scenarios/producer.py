@@ -1,7 +1,7 @@
 """A producer at a steady rate, recording when the broker acknowledged each record.
 
 The acknowledgement times (delivery reports) are the harness's ground truth for what was written and
-when: Tansu's high watermarks are wrong (/work/shared/BROKERS.md), and lag is measured here as records
+when: Tansu's high watermarks are wrong, and lag is measured here as records
 acknowledged by the broker minus records that reached a handler, per partition, over time.
 """
 

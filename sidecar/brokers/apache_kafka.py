@@ -20,7 +20,6 @@ import base64
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from sidecar.brokers.kafka_jars import BUILD_DIR, BrokerSetupError, assemble, find_java, kafka_version
-from sidecar.embedded import free_port
+from sidecar.embedded import file_tail, free_port, stop_process
 
 __all__ = ["ApacheKafka", "BrokerSetupError"]
 
@@ -74,18 +73,8 @@ JVM_OPTIONS = (
     "-Djava.awt.headless=true",
 )
 
-_LOG_TAIL_BYTES = 4000
-
 
 # -- the broker -----------------------------------------------------------------------------------------
-
-
-def _tail(path: Path, limit: int = _LOG_TAIL_BYTES) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return data[-limit:].decode("utf-8", errors="replace")
 
 
 def _answers_metadata(bootstrap: str, timeout: float) -> bool:
@@ -183,7 +172,7 @@ class ApacheKafka:
 
     def log_text(self) -> str:
         """The broker log so far (tail-limited), for diagnostics."""
-        return _tail(self.log_path, 64_000)
+        return file_tail(self.log_path, 64_000)
 
     def start(self, timeout: float = 90.0) -> ApacheKafka:
         """Assemble if needed, format the storage, launch the JVM and wait until it answers metadata.
@@ -233,14 +222,14 @@ class ApacheKafka:
             if code is not None:
                 raise RuntimeError(
                     f"Apache Kafka {self.version} exited with status {code} before it served "
-                    f"{self.bootstrap}; {self.log_path}:\n{_tail(self.log_path)}"
-                    f"\n{_tail(self.workdir / 'stdout.log', 2000)}"
+                    f"{self.bootstrap}; {self.log_path}:\n{file_tail(self.log_path)}"
+                    f"\n{file_tail(self.workdir / 'stdout.log', 2000)}"
                 )
             if time.monotonic() >= deadline:
                 self.stop()
                 raise RuntimeError(
                     f"Apache Kafka {self.version} did not serve {self.bootstrap} within {timeout:.0f}s; "
-                    f"{self.log_path}:\n{_tail(self.log_path)}"
+                    f"{self.log_path}:\n{file_tail(self.log_path)}"
                 )
             time.sleep(0.1)
         self.start_seconds = time.monotonic() - started
@@ -248,20 +237,10 @@ class ApacheKafka:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (a controlled shutdown), then SIGKILL after `timeout`; idempotent; our PID only."""
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return None
-        if proc.poll() is None:
-            _ = self.peak_rss
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
+        _ = self.peak_rss  # read while the JVM is still there
+        return stop_process(self._proc, timeout)
 
     def __enter__(self) -> ApacheKafka:
         """Start if not started yet."""
