@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar.batching import Batcher
 from sidecar.delivery import RejectReason
 from sidecar.dispatcher import Dispatcher
+from sidecar.lanes import Lane
 from sidecar.records import Record, TopicPartition
 
 T0 = TopicPartition("t", 0)
@@ -438,23 +440,20 @@ def test_records_added_in_runs_are_held_as_if_added_one_by_one(
     assert bulk.watermarks() == each.watermarks()
 
 
-class _OneByOne(Dispatcher):
+def _share_one_by_one(
+    lane: Lane, take: int, batch: list[Record], limit: int, room_bytes: int
+) -> tuple[int, int, bool]:
     """A lane's share of a batch worked out as the fill did before it went in bulk: one record at a
-    time, each checked against the record and byte limits. The reference for the test below."""
-
-    @staticmethod
-    def _take_share(
-        lane: Any, take: int, batch: list[Record], limit: int, room_bytes: int
-    ) -> tuple[int, int, bool]:
-        taken = added = 0
-        for record in lane.queue:
-            if taken >= take:
-                break
-            if len(batch) + taken >= limit or ((batch or taken) and added + record.size > room_bytes):
-                return taken, added, True
-            added += record.size
-            taken += 1
-        return taken, added, False
+    time, each checked against the record and byte limits. The reference for ``Batcher.take_share``."""
+    taken = added = 0
+    for record in lane.queue:
+        if taken >= take:
+            break
+        if len(batch) + taken >= limit or ((batch or taken) and added + record.size > room_bytes):
+            return taken, added, True
+        added += record.size
+        taken += 1
+    return taken, added, False
 
 
 @settings(max_examples=int(os.environ.get("DISPATCHER_EXAMPLES", "300")), deadline=None)
@@ -473,8 +472,9 @@ def test_batches_are_filled_in_bulk_as_one_record_at_a_time(
     from sidecar.delivery import Ordering, Policy
 
     policy = Policy(ordering=Ordering(ordering))
-    made = []
-    for d in (Dispatcher(max_records, max_bytes, policy), _OneByOne(max_records, max_bytes, policy)):
+
+    def fill() -> tuple[list[list[tuple[int, list[tuple[int, int]]]]], int, int]:
+        d = Dispatcher(max_records, max_bytes, policy)
         tps = [TopicPartition("t", p) for p in range(3)]
         d.assign(tps)
         next_offset = dict.fromkeys(range(3), 0)
@@ -488,8 +488,12 @@ def test_batches_are_filled_in_bulk_as_one_record_at_a_time(
         for n, credit in enumerate(grants):
             d.grant(streams[n % 2], credit)
             out.append([(sid, offsets(b)) for sid, b in d.next_deliveries()])
-        made.append((out, d.buffered_records, d.in_flight_records))
-    assert made[0] == made[1]
+        return out, d.buffered_records, d.in_flight_records
+
+    bulk = fill()
+    with mock.patch.object(Batcher, "take_share", staticmethod(_share_one_by_one)):
+        one_by_one = fill()
+    assert bulk == one_by_one
 
 
 def test_a_refused_commit_is_offered_again_never_beyond_what_was_acked() -> None:
