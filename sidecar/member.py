@@ -2,7 +2,7 @@
 
 It runs on one thread of its own and never waits for the app, so heartbeats and
 ``max.poll.interval.ms`` are satisfied however slow the app is. Each turn of its loop it runs the
-commands the event loop queued (commits, close), applies backpressure (see ``FULL_GRACE_S``: stop
+commands the event loop queued (commits, close), applies backpressure (see ``fetching``: stop
 taking records while the backlog of unacked records is at its limit, pause every assigned partition if
 it stays there, resume below half of it), and polls.
 
@@ -24,6 +24,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from sidecar import metrics
 from sidecar.config import Config
+from sidecar.fetching import FULL_WAIT_S, FetchControl
 from sidecar.handoff import Close, Commit, Committed, Handoff, Hold, Offsets
 from sidecar.lag import LagMonitor
 from sidecar.rebalance import RebalanceTracker, generation_of
@@ -33,14 +34,6 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.1
 POLL_BATCH = 1000
-# A full backlog first only stops the taking of records, for up to FULL_GRACE_S, and pauses fetching
-# only if it is still full then. A pause is not free: librdkafka drops what it prefetched for a paused
-# partition (librdkafka#5343) and fetching starts over on resume, which left the app idle for most of a
-# second per pause in the benchmark, where the backlog is full only until the app's next acks (tens
-# of ms). While it waits the poll thread calls no consume(), so rebalance and commit callbacks wait up
-# to the grace too; what librdkafka holds meanwhile is bounded by its own queued.max.messages.kbytes.
-FULL_GRACE_S = 0.5
-FULL_WAIT_S = 0.002  # how often a full backlog is looked at again during the grace
 COMMITTED_TIMEOUT_S = 10.0
 # A restarted static member whose old session the broker still holds is refused (KIP-848:
 # UNRELEASED_INSTANCE_ID, fatal for that consumer). It tries again with a new consumer, waiting this
@@ -120,10 +113,12 @@ class GroupMember:
         self._handoff = handoff
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._consumer: Consumer | None = None
-        self._paused = False
-        self._full_since: float | None = None  # since when the backlog is at its limit
-        self._held: frozenset[TopicPartition] = frozenset()  # not fetched: see handoff.Hold
-        self._assignment_changed = False
+        self._fetching = FetchControl(
+            config.buffer_max_records,
+            config.buffer_max_bytes,
+            handoff.backlog,
+            lambda: self.rebalances.assignment,
+        )
         self._epoch = 0  # rebalance callbacks so far; the pipeline counts the same ones (see Commit)
         self._moved_at: dict[TopicPartition, int] = {}  # the epoch a partition was last assigned or taken
         # When each asynchronous commit in flight was sent: librdkafka answers each with one on_commit,
@@ -151,7 +146,7 @@ class GroupMember:
     @property
     def paused(self) -> bool:
         """Fetching paused because the backlog of unacked records is full (the app is behind)."""
-        return self._paused
+        return self._fetching.paused
 
     def lag(self) -> int | None:
         """Records written and not committed on the assigned partitions; None while unknown."""
@@ -209,11 +204,14 @@ class GroupMember:
         return consumer
 
     def _drop_consumer(self, consumer: Consumer) -> None:
-        """Give up a consumer that hit a fatal error: what it had assigned is lost, nothing committed."""
-        assigned = _tps(consumer.assignment())
+        """Give up a consumer that hit a fatal error: what it had assigned is lost, nothing committed.
+
+        The assignment is the member's own record of it: a consumer in a fatal state may not answer.
+        """
+        assigned = [KafkaTopicPartition(tp.topic, tp.partition) for tp in self.rebalances.assignment]
         if assigned:
-            self._on_lost(consumer, consumer.assignment())
-        self._paused, self._held, self._full_since = False, frozenset(), None
+            self._on_lost(consumer, assigned)
+        self._fetching.reset()
         try:
             consumer.close()
         except (KafkaException, RuntimeError) as exc:
@@ -247,15 +245,15 @@ class GroupMember:
                     self._close(consumer, command)
                     return
                 if isinstance(command, Hold):
-                    self._hold(consumer, command.tps)
+                    self._fetching.hold(consumer, command.tps)
                 else:
                     self._commit_async(consumer, command)
                 command = self._handoff.next_command()
-            room = self._apply_backpressure(consumer)
+            room = self._fetching.room(consumer)
             if not room:  # full, within the grace: take nothing, wait for acks
                 time.sleep(FULL_WAIT_S)
                 continue
-            watermarks_unknown = self._paused or self.lag_monitor.watermarks_missing
+            watermarks_unknown = self._fetching.paused or self.lag_monitor.watermarks_missing
             if watermarks_unknown and self._stats_ms > 0 and self.lag_monitor.refresh_due():
                 # No fetch responses tell the watermarks (paused, or fetching fails): ask the broker.
                 self.lag_monitor.refresh(lambda tp: _high_watermark(consumer, tp))
@@ -303,55 +301,6 @@ class GroupMember:
                 raise InstanceIdHeld(error.str())
             raise KafkaException(error)
         log.warning("consumer error: %s", error)
-
-    def _apply_backpressure(self, consumer: Consumer) -> int:
-        """Pause or resume fetching for the backlog; returns how many records may be taken now."""
-        held_records, held_bytes = self._handoff.backlog()
-        metrics.BACKLOG_RECORDS.set(held_records)
-        metrics.BACKLOG_BYTES.set(held_bytes)
-        max_records, max_bytes = self._config.buffer_max_records, self._config.buffer_max_bytes
-        full = held_records >= max_records or held_bytes >= max_bytes
-        now = time.monotonic()
-        if not full:
-            self._full_since = None
-        elif self._full_since is None:
-            self._full_since = now
-        if not self._paused and self._full_since is not None and now - self._full_since >= FULL_GRACE_S:
-            self._paused = True
-            consumer.pause(consumer.assignment())
-            metrics.PAUSED.set(1)
-            log.info("paused fetching: %d records / %d bytes held unacked", held_records, held_bytes)
-        elif self._paused and held_records <= max_records // 2 and held_bytes <= max_bytes // 2:
-            self._paused = False
-            consumer.resume(
-                [p for p in consumer.assignment() if TopicPartition(p.topic, p.partition) not in self._held]
-            )
-            metrics.PAUSED.set(0)
-            log.info("resumed fetching: %d records / %d bytes held unacked", held_records, held_bytes)
-        elif self._paused and self._assignment_changed:
-            consumer.pause(consumer.assignment())  # partitions assigned while paused start paused
-        elif self._held and self._assignment_changed:
-            self._hold(consumer, self._held, again=True)
-        self._assignment_changed = False
-        assigned = self.rebalances.assignment
-        metrics.PAUSED_PARTITIONS.set(len(assigned) if self._paused else len(self._held & assigned))
-        if full and not self._paused:
-            return 0  # the grace: take nothing until acks make room, or the pause
-        # Never take more than the limit allows (at least 1: consume() still has to run callbacks).
-        return max(1, max_records - held_records)
-
-    def _hold(self, consumer: Consumer, tps: frozenset[TopicPartition], again: bool = False) -> None:
-        """Stop fetching ``tps`` (their commit metadata is full, or they are blocked); resume the rest."""
-        assigned = {TopicPartition(p.topic, p.partition): p for p in consumer.assignment()}
-        pause = [assigned[tp] for tp in tps if tp in assigned and (again or tp not in self._held)]
-        resume = [assigned[tp] for tp in self._held - tps if tp in assigned]
-        if pause:
-            consumer.pause(pause)
-            log.info("holding %s: stop fetching ahead until their gaps close", [str(tp) for tp in tps])
-        if resume and not self._paused:
-            consumer.resume(resume)
-            log.info("no longer holding %s", [str(tp) for tp in self._held - tps])
-        self._held = tps
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -429,7 +378,7 @@ class GroupMember:
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
         self._new_epoch(tps)
-        self._assignment_changed = True
+        self._fetching.assignment_changed = True
         self._handoff.assigned(tps, self._committed(consumer, partitions), self._epoch)
         self.joined.set()
         self.rebalances.assigned(tps, _generation(consumer), consumer.memberid() or "")  # logs it

@@ -1,6 +1,6 @@
-"""The member's backpressure decision, without a broker: a full backlog first stops the taking of
-records for a grace period, and pauses fetching only if it stays full (a pause makes librdkafka drop
-what it prefetched)."""
+"""The member's backpressure decision (``sidecar.fetching``), without a broker: a full backlog first
+stops the taking of records for a grace period, and pauses fetching only if it stays full (a pause
+makes librdkafka drop what it prefetched)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from sidecar import member
-from sidecar.config import Config
-from sidecar.member import GroupMember
+from sidecar import fetching
+from sidecar.fetching import FetchControl
 
 LIMIT = 100
 MAX_BYTES = 1 << 20
@@ -44,29 +43,20 @@ class FakeHandoff:
         return self.held
 
 
-def room(gm: GroupMember, consumer: FakeConsumer) -> int:
+def room(gm: FetchControl, consumer: FakeConsumer) -> int:
     """One turn's backpressure decision: how many records the poll thread may take now."""
-    return gm._apply_backpressure(cast(Consumer, consumer))
+    return gm.room(cast(Consumer, consumer))
 
 
 @pytest.fixture
-def setup(monkeypatch: pytest.MonkeyPatch) -> tuple[GroupMember, FakeHandoff, FakeConsumer]:
-    monkeypatch.setattr(member, "FULL_GRACE_S", 0.05)
-    config = Config.from_env(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": "broker-0:9092",
-            "KAFKA_GROUP_ID": "orders-app",
-            "SIDECAR_TOPICS": "orders",
-            "SIDECAR_BUFFER_MAX_RECORDS": str(LIMIT),
-            "SIDECAR_BUFFER_MAX_BYTES": str(MAX_BYTES),
-        }
-    )
+def setup(monkeypatch: pytest.MonkeyPatch) -> tuple[FetchControl, FakeHandoff, FakeConsumer]:
+    monkeypatch.setattr(fetching, "FULL_GRACE_S", 0.05)
     handoff = FakeHandoff()
-    return GroupMember(config, handoff), handoff, FakeConsumer()  # type: ignore[arg-type]
+    return FetchControl(LIMIT, MAX_BYTES, handoff.backlog, frozenset), handoff, FakeConsumer()
 
 
 def test_a_backlog_full_only_until_the_next_acks_takes_nothing_and_never_pauses(
-    setup: tuple[GroupMember, FakeHandoff, FakeConsumer],
+    setup: tuple[FetchControl, FakeHandoff, FakeConsumer],
 ) -> None:
     gm, handoff, consumer = setup
     handoff.held = (LIMIT - 30, 0)
@@ -87,7 +77,7 @@ def test_a_backlog_full_only_until_the_next_acks_takes_nothing_and_never_pauses(
 
 
 def test_a_backlog_full_past_the_grace_pauses_then_resumes_below_half(
-    setup: tuple[GroupMember, FakeHandoff, FakeConsumer],
+    setup: tuple[FetchControl, FakeHandoff, FakeConsumer],
 ) -> None:
     gm, handoff, consumer = setup
     handoff.held = (10, MAX_BYTES)  # full by bytes
