@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e_support import DEMO_APP, unique_seen, wait_for
+from e2e_support import DEMO_APP, protocol_env, unique_seen, wait_for
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 from prometheus_client import REGISTRY
 
@@ -119,7 +119,9 @@ def lag_of(http_address: str, topic: str) -> dict[int, float]:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_lag_is_the_brokers_high_watermark_minus_the_commit(
+    protocol: str,
     kafka: ApacheKafka,
     new_topic: TopicFactory,
     group_id: str,
@@ -134,7 +136,11 @@ def test_lag_is_the_brokers_high_watermark_minus_the_commit(
         topics=topic,
         group_id=group_id,
         bootstrap=bootstrap,
-        env={"KAFKA_STATISTICS_INTERVAL_MS": "500", "SIDECAR_BUFFER_MAX_RECORDS": "40"},
+        env={
+            **protocol_env(protocol),
+            "KAFKA_STATISTICS_INTERVAL_MS": "500",
+            "SIDECAR_BUFFER_MAX_RECORDS": "40",
+        },
         serving_timeout=60,
     )
     out = tmp_path / "seen.txt"

@@ -116,9 +116,15 @@ def test_report_table_and_plot_from_a_synthetic_result(tmp_path: Path) -> None:
     result.update(marks=[(2.0, "restart app pod-0")], rebalance_times=[3.0], producer_stopped_at_s=10.0)
     assert result["figures"]["lost"] == 0
     assert result["figures"]["peak_lag"] <= 2
-    text = table({"app-kill": {"sidecar": result}})
-    assert "app-kill" in text
-    assert "0 / -" in text
+    alone = table({"app-kill": {"sidecar": result}})
+    assert alone.splitlines()[0].startswith("scenario (sidecar) ")
+    assert "app-kill" in alone
+    # Cells follow the variants that ran anywhere, in one order; a variant missing from a scenario is "-".
+    text = table({"app-kill": {"baseline": result, "sidecar": result}, "slow-handler": {"sidecar": result}})
+    assert text.splitlines()[0].startswith("scenario (sidecar / baseline) ")
+    app_kill, slow = text.splitlines()[2:4]
+    assert "| 0 / 0 " in app_kill
+    assert "| 0 / - " in slow
     png = tmp_path / "plot.png"
     plot_scenario("synthetic", {"sidecar": result, "baseline": result}, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
