@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "EmbeddedBroker",
@@ -122,7 +122,58 @@ def _resolve_tansu() -> str:
     return path
 
 
-class EmbeddedBroker:
+_Broker = TypeVar("_Broker", bound="LocalBroker")
+
+
+class LocalBroker:
+    """A broker process on 127.0.0.1 that we started and stop by PID: what Tansu and Apache Kafka share.
+
+    Subclasses set ``port`` and start the process into ``_proc`` in ``start``.
+    """
+
+    port: int
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The ``bootstrap.servers`` value for clients."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the broker process (None before start)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the process we started has not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self: _Broker) -> _Broker:
+        """Launch the broker and wait (bounded, each with its own default) until it serves clients."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Stop the broker: SIGTERM, wait `timeout`, then SIGKILL and wait. Idempotent; our PID only.
+
+        Returns the exit status (None if never started).
+        """
+        return None if self._proc is None else stop_process(self._proc, timeout)
+
+    def __enter__(self: _Broker) -> _Broker:
+        """Start if not started yet (so ``with Broker().start(timeout=...)`` also works)."""
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Always stop, whatever happened inside the block."""
+        self.stop()
+
+
+class EmbeddedBroker(LocalBroker):
     """A Tansu broker process on 127.0.0.1 with in-memory storage, owned and stopped by PID.
 
     Why by PID: the broker must never outlive the test session or the demo, and we must never kill
@@ -147,22 +198,6 @@ class EmbeddedBroker:
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
-
-    # -- properties -------------------------------------------------------------------------------------
-    @property
-    def bootstrap(self) -> str:
-        """The ``bootstrap.servers`` value for clients."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the broker process (None before start)."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """True while the process we started has not exited."""
-        return self._proc is not None and self._proc.poll() is None
 
     def log_text(self) -> str:
         """The broker log so far (tail-limited), for diagnostics."""
@@ -237,28 +272,6 @@ class EmbeddedBroker:
                     f"log {self.log_path}:\n{file_tail(self.log_path)}"
                 )
             time.sleep(0.02)
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """Stop the broker: SIGTERM, wait `timeout`, then SIGKILL and wait. Idempotent.
-
-        Returns the exit status (None if never started). Signals go to our PID only.
-        """
-        return None if self._proc is None else stop_process(self._proc, timeout)
-
-    def __enter__(self) -> EmbeddedBroker:
-        """Start if not started yet (so ``with EmbeddedBroker().start(timeout=...)`` also works)."""
-        if self._proc is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Always stop, whatever happened inside the block."""
-        self.stop()
 
     def __repr__(self) -> str:
         """Show where it listens and whether it runs: handy in test failure output."""

@@ -27,10 +27,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from sidecar.brokers.kafka_jars import BUILD_DIR, BrokerSetupError, assemble, find_java, kafka_version
-from sidecar.embedded import file_tail, free_port, stop_process
+from sidecar.embedded import LocalBroker, file_tail, free_port
 
 __all__ = ["ApacheKafka", "BrokerSetupError"]
 
@@ -100,7 +99,7 @@ def _answers_metadata(bootstrap: str, timeout: float) -> bool:
         return False
 
 
-class ApacheKafka:
+class ApacheKafka(LocalBroker):
     """One Apache Kafka node (broker + KRaft controller) on free 127.0.0.1 ports, owned by PID.
 
     `workdir` holds ``server.properties``, the data (``data/``) and the logs (``server.log``, and
@@ -131,21 +130,6 @@ class ApacheKafka:
         self.start_seconds: float | None = None
         self._peak_rss: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        """The ``bootstrap.servers`` value for clients."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the JVM (None before start)."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """True while the JVM we started has not exited."""
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_path(self) -> Path:
@@ -237,22 +221,9 @@ class ApacheKafka:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (a controlled shutdown), then SIGKILL after `timeout`; idempotent; our PID only."""
-        if self._proc is None:
-            return None
-        _ = self.peak_rss  # read while the JVM is still there
-        return stop_process(self._proc, timeout)
-
-    def __enter__(self) -> ApacheKafka:
-        """Start if not started yet."""
-        if self._proc is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        """Always stop, whatever happened inside the block."""
-        self.stop()
+        if self._proc is not None:
+            _ = self.peak_rss  # read while the JVM is still there
+        return super().stop(timeout)
 
     def __repr__(self) -> str:
         """Where it listens and whether it runs: handy in failure output."""
