@@ -46,19 +46,49 @@ def _check_with_librdkafka(config: Config) -> None:
         ) from None
 
 
+#: What ``--help`` says of the configuration: the required variables, and where the rest are.
+CONFIGURATION = """\
+configuration (environment variables):
+  required: KAFKA_BOOTSTRAP_SERVERS (host:port,...), KAFKA_GROUP_ID, SIDECAR_TOPICS (names or ^regexes)
+  KAFKA_*   any librdkafka consumer property (KAFKA_SESSION_TIMEOUT_MS -> session.timeout.ms)
+  SIDECAR_* the sidecar's own settings; `kafka-sidecar config` prints them all with their sources,
+            and the README's "Configuration" section explains each one"""
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="kafka-sidecar",
         description="The Kafka consumer-group member beside your app: streams records over gRPC, "
         "commits only what the app acked. Configured by KAFKA_* and SIDECAR_* environment variables.",
+        epilog=CONFIGURATION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"kafka-sidecar {__version__}")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the sidecar (the default)")
-    sub.add_parser("config", help="print the effective configuration (secrets masked) and exit")
+    raw = argparse.RawDescriptionHelpFormatter
+    sub.add_parser("run", help="run the sidecar (the default)", epilog=CONFIGURATION, formatter_class=raw)
+    sub.add_parser(
+        "config",
+        help="print the effective configuration (secrets masked) and exit",
+        epilog=CONFIGURATION,
+        formatter_class=raw,
+    )
     demo = sub.add_parser("demo", help="run a self-contained demo on an embedded local broker")
-    demo.add_argument("--records", type=int, default=20000, help="records to produce (default 20000)")
-    demo.add_argument("--partitions", type=int, default=6, help="topic partitions (default 6)")
+    demo.add_argument(
+        "--records", type=_at_least_one, default=20000, help="records to produce (default 20000)"
+    )
+    demo.add_argument("--partitions", type=_at_least_one, default=6, help="topic partitions (default 6)")
     demo.add_argument(
         "--bootstrap",
         metavar="HOST:PORT",

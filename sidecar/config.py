@@ -78,6 +78,16 @@ class ConfigError(ValueError):
         super().__init__(_escape(f"{head}: {problem or 'expected ' + expected}"))
 
 
+def _all_missing(variables: list[str]) -> ConfigError:
+    """Several required variables unset: one error naming them all, so one run tells everything."""
+    if len(variables) == 1:
+        return ConfigError(variables[0], _MISSING[variables[0]])
+    err = ConfigError(variables[0], _MISSING[variables[0]])
+    names = ", ".join(variables[:-1]) + " and " + variables[-1]
+    err.args = (f"{names} are not set: expected " + "; ".join(_MISSING[v] for v in variables),)
+    return err
+
+
 class _Invalid(ValueError):
     """Raised by a parser; its message is the specific ``expected`` text."""
 
@@ -565,9 +575,6 @@ def _group_protocol(text: str) -> str:
 
 
 def _apply_kafka_rules(kafka: _Kafka, environ: Mapping[str, str]) -> None:
-    for name in ("bootstrap.servers", "group.id"):
-        if name not in kafka.properties:
-            raise ConfigError(_variable_name(name), _MISSING[_variable_name(name)])
     kafka.normalize("enable.auto.commit", _only_false)
     kafka.normalize("enable.auto.offset.store", _only_false)
     kafka.normalize("group.protocol", _group_protocol)
@@ -663,6 +670,17 @@ class Config:
         """Parse and validate; raises :class:`ConfigError` for the first problem found."""
         _check_no_unknown_sidecar_variables(environ)
         kafka = _Kafka(*_read_kafka_variables(environ))
+        missing = [
+            variable
+            for variable, unset in (
+                ("KAFKA_BOOTSTRAP_SERVERS", "bootstrap.servers" not in kafka.properties),
+                ("KAFKA_GROUP_ID", "group.id" not in kafka.properties),
+                ("SIDECAR_TOPICS", environ.get("SIDECAR_TOPICS") is None),
+            )
+            if unset
+        ]
+        if missing:
+            raise _all_missing(missing)
         env = _Env(environ)
         topics = env.setting("topics", _parse_topics)
         grpc_address = env.setting("grpc_address", _parse_grpc_address)

@@ -387,6 +387,21 @@ def test_error_message_format() -> None:
     assert (err.variable, err.expected) == ("KAFKA_GROUP_ID", "the consumer group id")
 
 
+def test_every_missing_required_variable_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({})
+    assert str(caught.value) == (
+        "KAFKA_BOOTSTRAP_SERVERS, KAFKA_GROUP_ID and SIDECAR_TOPICS are not set: expected the Kafka "
+        "brokers to bootstrap from (host:port[,host:port...]); the consumer group id; the topics to consume "
+        "(comma-separated names or ^regexes)"
+    )
+    assert caught.value.variable == "KAFKA_BOOTSTRAP_SERVERS"
+    err = error(KAFKA_GROUP_ID=None, SIDECAR_TOPICS=None)
+    assert str(err).startswith(
+        "KAFKA_GROUP_ID and SIDECAR_TOPICS are not set: expected the consumer group id;"
+    )
+
+
 def test_error_messages_stay_one_line_and_hide_secrets() -> None:
     assert str(error(SIDECAR_TOPICS="a\nb")).count("\n") == 0
     err = error(KAFKA_SASL_PASSWORD="hunter2", KAFKA_sasl_password="hunter3")  # two variables, one property
