@@ -79,6 +79,7 @@ async def serve(config: Config) -> int:
             credit=pipeline.credit,
             backpressure=member.paused,
             parked=pipeline.parked,
+            holding=member.holding,
         )
 
     watch = ProgressWatch(config.stall_timeout_ms / 1000) if config.stall_timeout_ms else None

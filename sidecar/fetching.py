@@ -49,6 +49,11 @@ class FetchControl:
         self._held: frozenset[TopicPartition] = frozenset()  # not fetched: see handoff.Hold
         self.assignment_changed = False  # set by the rebalance callbacks
 
+    @property
+    def holding(self) -> int:
+        """Partitions held back now (not fetched until their gaps close or their parked record goes)."""
+        return len(self._held)
+
     def reset(self) -> None:
         """A new consumer: nothing paused or held."""
         self.paused, self._held, self._full_since = False, frozenset(), None

@@ -148,6 +148,11 @@ class GroupMember:
         """Fetching paused because the backlog of unacked records is full (the app is behind)."""
         return self._fetching.paused
 
+    @property
+    def holding(self) -> int:
+        """Partitions held back by the pipeline (gaps filling the commit metadata, parked records)."""
+        return self._fetching.holding
+
     def lag(self) -> int | None:
         """Records written and not committed on the assigned partitions; None while unknown."""
         lags = self.lag_monitor.lags

@@ -8,7 +8,8 @@ delivered to the app, acked by it.
 
 No movement is a stall only when movement was possible: records are waiting (the lag of the assigned
 partitions exceeds what the sidecar holds), the app has credit to take them, and nothing explains the
-wait (fetching is not paused because the app is behind, no record is parked by the delivery policy).
+wait (fetching is not paused because the app is behind, no record is parked by the delivery policy,
+no partition is held back because its commit metadata is full of gaps).
 Only when that lasts ``SIDECAR_STALL_TIMEOUT_MS`` does the probe fail, naming what waits. Pure logic:
 the daemon gathers the readings.
 """
@@ -30,11 +31,12 @@ class Readings:
     credit: int  # records the connected app streams would take now
     backpressure: bool  # fetching paused because the app is behind
     parked: int  # records parked by the delivery policy (their partition waits by design)
+    holding: int = 0  # partitions not fetched until their gaps close (they wait by design)
 
 
 def waiting_work(r: Readings) -> str | None:
     """What should be moving now and is not excused, or None when standing still is fine."""
-    if r.lag is None or r.credit <= 0 or r.backpressure or r.parked:
+    if r.lag is None or r.credit <= 0 or r.backpressure or r.parked or r.holding:
         return None
     waiting = r.lag - r.held
     if waiting <= 0:

@@ -52,6 +52,7 @@ def test_waiting_work_needs_records_in_kafka_and_credit_and_no_excuse() -> None:
     assert waiting_work(readings(credit=0)) is None  # the app takes nothing now: its business
     assert waiting_work(readings(backpressure=True)) is None  # the app is behind: fetching paused
     assert waiting_work(readings(parked=1)) is None  # a record parked by policy holds its partition
+    assert waiting_work(readings(holding=1)) is None  # a partition held until its gaps close
     assert waiting_work(readings(lag=None)) is None  # lag unknown (statistics off, nothing committed)
     assert waiting_work(readings(lag=0)) is None
 
