@@ -53,9 +53,17 @@ class Rejection:
     offsets: list[int] = field(default_factory=list)
     ranges: list[tuple[int, int]] = field(default_factory=list)
 
-    def describe(self) -> str:
-        parts = [str(o) for o in self.offsets] + [f"{a}-{b}" for a, b in self.ranges]
-        return f"{self.tp} offsets {','.join(parts)}: {self.reason.value}"
+    def describe(self, most: int = 20) -> str:
+        """For people (logs, the rejection's reason): the first ``most`` offsets and ranges, then a count.
+
+        The response carries every offset and range in its own fields already; repeating them all in
+        text made the answer to a large bad ack several times the request's size.
+        """
+        count = len(self.offsets) + len(self.ranges)
+        parts = [str(o) for o in self.offsets[:most]]
+        parts += [f"{a}-{b}" for a, b in self.ranges[: max(0, most - len(parts))]]
+        more = f" and {count - len(parts)} more" if count > len(parts) else ""
+        return f"{self.tp} offsets {','.join(parts)}{more}: {self.reason.value}"
 
 
 @dataclass

@@ -8,6 +8,7 @@ answer (the record went to someone else) from a wrong one. Pure logic, no I/O.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -92,28 +93,16 @@ class Streams:
         # each record must be taken out of flight once.
         taken: dict[int, Record] = {}
         missing_offsets = []
-        missing_ranges = []
         for offset in offsets:
             record = in_flight.get(offset)
             if record is None or record.stream != sid:
                 missing_offsets.append(offset)
             else:
                 taken[offset] = record
-        for first, last in ranges:
-            hits = 0
-            if last - first < len(in_flight):
-                for offset in range(first, last + 1):
-                    record = in_flight.get(offset)
-                    if record is not None and record.stream == sid:
-                        taken[offset] = record
-                        hits += 1
-            else:
-                for offset, record in in_flight.items():
-                    if first <= offset <= last and record.stream == sid:
-                        taken[offset] = record
-                        hits += 1
-            if not hits:
-                missing_ranges.append((first, last))
+        if sum(last - first + 1 for first, last in ranges) <= WALK_FACTOR * len(in_flight) + WALK_MIN:
+            missing_ranges = _walk_ranges(in_flight, sid, ranges, taken)
+        else:
+            missing_ranges = _index_ranges(in_flight, sid, ranges, taken)
         records = list(taken.values())
         if remove and records:
             self.unlink(part, records, sid)
@@ -132,10 +121,11 @@ class Streams:
         unknown = Rejection(RejectReason.NOT_IN_FLIGHT, tp)
         for offset in offsets:
             (stale if (tp, offset) in expired else unknown).offsets.append(offset)
+        # Sorted once, so each range is one binary search however wide it is.
+        expired_here = sorted(o for t, o in expired if t == tp) if ranges and expired else []
         for first, last in ranges:
-            hit = expired and any(
-                (tp, o) in expired for o in range(first, min(last, first + STALE_MEMORY) + 1)
-            )
+            i = bisect_left(expired_here, first)
+            hit = i < len(expired_here) and expired_here[i] <= last
             (stale if hit else unknown).ranges.append((first, last))
         return (
             unknown if unknown.offsets or unknown.ranges else None,
@@ -197,3 +187,51 @@ class Streams:
         for lane in part.lanes.values():
             lane.in_flight = 0
             lane.owner = 0
+
+
+#: A request whose ranges span up to this many times the partition's in-flight records (plus a little)
+#: is walked offset by offset; a wider one goes through the sorted index, so no request costs more than
+#: about its own size plus the records in flight, however wide or overlapping its ranges.
+WALK_FACTOR = 4
+WALK_MIN = 256
+
+
+def _walk_ranges(
+    in_flight: dict[int, Record], sid: int, ranges: list[tuple[int, int]], taken: dict[int, Record]
+) -> list[tuple[int, int]]:
+    """Take the records of ``sid`` that the ranges name into ``taken``, offset by offset (narrow
+    ranges); return the ranges that named none."""
+    missing = []
+    for first, last in ranges:
+        hits = 0
+        for offset in range(first, last + 1):
+            record = in_flight.get(offset)
+            if record is not None and record.stream == sid:
+                taken[offset] = record
+                hits += 1
+        if not hits:
+            missing.append((first, last))
+    return missing
+
+
+def _index_ranges(
+    in_flight: dict[int, Record], sid: int, ranges: list[tuple[int, int]], taken: dict[int, Record]
+) -> list[tuple[int, int]]:
+    """The same as ``_walk_ranges`` through a sorted index of ``sid``'s offsets: each range costs two
+    binary searches, and each record is taken once however many ranges name it."""
+    keys = sorted(o for o, r in in_flight.items() if r.stream == sid)
+    missing = []
+    spans = []
+    for first, last in ranges:
+        lo, hi = bisect_left(keys, first), bisect_right(keys, last)
+        if lo == hi:
+            missing.append((first, last))
+        else:
+            spans.append((lo, hi))
+    spans.sort()
+    end = 0  # keys before this index are taken already
+    for lo, hi in spans:
+        for offset in keys[max(lo, end) : hi]:
+            taken[offset] = in_flight[offset]
+        end = max(end, hi)
+    return missing

@@ -517,3 +517,39 @@ def test_a_refused_commit_is_offered_again_never_beyond_what_was_acked() -> None
     assert d.commit_offsets() == {T0: 6}
     d.commit_failed([TopicPartition("t", 9)])  # a partition no longer ours: nothing to offer
     assert d.commit_offsets() == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    in_flight=st.dictionaries(st.integers(0, 60), st.sampled_from([1, 2]), max_size=40),
+    ranges=st.lists(st.tuples(st.integers(0, 70), st.integers(0, 30)), max_size=12),
+)
+def test_wide_requests_take_through_the_index_what_a_walk_takes(
+    in_flight: dict[int, int], ranges: list[tuple[int, int]]
+) -> None:
+    """An ack's ranges are walked offset by offset when narrow and looked up in a sorted index when wide
+    (so a hostile request costs about its size, not ranges x records in flight): both take the same
+    records of the stream, each once, and report the same ranges as naming none."""
+    from sidecar.streams import _index_ranges, _walk_ranges
+
+    records = {o: Record("t", 0, o, b"k", b"v") for o in in_flight}
+    for offset, record in records.items():
+        record.stream = in_flight[offset]
+    named = [(first, first + width) for first, width in ranges]
+    walked: dict[int, Record] = {}
+    indexed: dict[int, Record] = {}
+    assert _walk_ranges(records, 1, named, walked) == _index_ranges(records, 1, named, indexed)
+    assert walked.keys() == indexed.keys()
+    assert all(r.stream == 1 for r in indexed.values())
+
+
+def test_a_rejection_names_a_few_offsets_and_counts_the_rest() -> None:
+    from sidecar.delivery import Rejection, RejectReason
+
+    many = Rejection(RejectReason.NOT_IN_FLIGHT, T0, list(range(100)), [(200, 300), (400, 500)])
+    text = many.describe()
+    assert text.startswith("t[0] offsets 0,1,2,")
+    assert text.endswith(",19 and 82 more: " + RejectReason.NOT_IN_FLIGHT.value)
+    assert Rejection(RejectReason.NOT_IN_FLIGHT, T0, [5], [(7, 9)]).describe() == (
+        "t[0] offsets 5,7-9: " + RejectReason.NOT_IN_FLIGHT.value
+    )
