@@ -166,6 +166,12 @@ _SETTINGS = (
         "Most record bytes in one gRPC message; KiB/MiB/GiB suffixes accepted.",
     ),
     _Setting(
+        "SIDECAR_MAX_REQUEST_BYTES",
+        "max_request_bytes",
+        "4194304",
+        "Largest app request (acks, nacks, credit) the sidecar reads; a larger one ends that stream.",
+    ),
+    _Setting(
         "SIDECAR_COMMIT_INTERVAL_MS", "commit_interval_ms", "1000", "How often acked offsets are committed."
     ),
     _Setting(
@@ -647,6 +653,7 @@ class Config:
     buffer_max_bytes: int
     max_batch_records: int
     max_batch_bytes: int
+    max_request_bytes: int
     commit_interval_ms: int
     revoke_grace_ms: int
     drain_timeout_ms: int
@@ -689,6 +696,7 @@ class Config:
         buffer_max_bytes = env.setting("buffer_max_bytes", _size)
         max_batch_records = env.setting("max_batch_records", _count(100000))
         max_batch_bytes = env.setting("max_batch_bytes", _size)
+        max_request_bytes = env.setting("max_request_bytes", _size)
         commit_interval_ms = env.setting("commit_interval_ms", _ms(1))
         revoke_grace_ms = env.setting("revoke_grace_ms", _ms(0))
         drain_timeout_ms = env.setting("drain_timeout_ms", _ms(0))
@@ -717,6 +725,7 @@ class Config:
             buffer_max_bytes=buffer_max_bytes,
             max_batch_records=max_batch_records,
             max_batch_bytes=max_batch_bytes,
+            max_request_bytes=max_request_bytes,
             commit_interval_ms=commit_interval_ms,
             revoke_grace_ms=revoke_grace_ms,
             drain_timeout_ms=drain_timeout_ms,

@@ -63,7 +63,7 @@ async def serve(config: Config) -> int:
     pipeline.attach(handoff)
     member = GroupMember(config, handoff)
 
-    server = Server(pipeline, config.grpc_address, config.ack_timeout_ms)
+    server = Server(pipeline, config.grpc_address, config.ack_timeout_ms, config.max_request_bytes)
     await server.start()
     draining = False
     # A revoke holds the poll thread for up to the revoke grace: only longer than that is "stuck".

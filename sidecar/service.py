@@ -44,7 +44,8 @@ _NOT_DONE = {
     Kind.EXTEND: "lease not extended",
     Kind.REJECT: "not dead-lettered",
 }
-MAX_MESSAGE_BYTES = 256 << 20
+MAX_MESSAGE_BYTES = 256 << 20  # what the sidecar sends: a batch, or one record larger than a batch
+DEFAULT_MAX_REQUEST_BYTES = 4 << 20  # SIDECAR_MAX_REQUEST_BYTES
 MAX_DELAY_MS = 7 * 24 * 3600 * 1000  # a nack delay beyond a week is surely a unit mistake
 MAX_REASON_BYTES = 4096
 
@@ -307,13 +308,21 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
 class Server:
     """The gRPC server with the consumer service, grpc.health.v1 and reflection."""
 
-    def __init__(self, pipeline: Pipeline, address: str, ack_timeout_ms: int = 0) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        address: str,
+        ack_timeout_ms: int = 0,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    ) -> None:
+        """``max_request_bytes`` bounds what one app request may cost to read and apply: gRPC ends a
+        stream whose request is larger with RESOURCE_EXHAUSTED, before the sidecar parses it."""
         self.service = ConsumerService(pipeline, ack_timeout_ms)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", max_request_bytes),
             ]
         )
         # Registered by hand rather than by the generated helper, for the serializer that passes the

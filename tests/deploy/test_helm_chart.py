@@ -59,6 +59,7 @@ EVERY_SIDECAR_SETTING: dict[str, Any] = {
     "bufferMaxBytes": "32MiB",
     "maxBatchRecords": 200,
     "maxBatchBytes": 524288,
+    "maxRequestBytes": "8MiB",
     "commitIntervalMs": 2000,
     "revokeGraceMs": 5000,
     "drainTimeoutMs": 15000,
