@@ -25,7 +25,15 @@ from sidecar.deadletter import DeadLetterProducer
 from sidecar.delivery import Ordering, Policy
 from sidecar.dispatcher import Dispatcher
 from sidecar.handoff import Handoff
-from sidecar.http import HttpServer, Probe, member_ready, poll_liveness, progress_liveness, readiness
+from sidecar.http import (
+    HttpServer,
+    ListenError,
+    Probe,
+    member_ready,
+    poll_liveness,
+    progress_liveness,
+    readiness,
+)
 from sidecar.member import GroupMember
 from sidecar.pipeline import Pipeline
 from sidecar.progress import ProgressWatch, Readings
@@ -89,7 +97,12 @@ async def serve(config: Config) -> int:
     if config.http_address is not None:
         ready = readiness(as_member, lambda: pipeline.app_streams, require_app=config.readiness == "app")
         http = HttpServer(*config.http_address, healthy=healthy, ready=ready)
-        await http.start()
+        try:
+            await http.start()
+        except ListenError:
+            await http.stop()
+            await server.stop(grace_s=0)
+            raise
     log.info(
         "kafka-sidecar serving gRPC on %s%s; topics %s; %s member, group protocol %s",
         config.grpc_address,
@@ -167,5 +180,14 @@ async def _health_in_step(server: Server, probe: Probe, interval_s: float = 0.5)
         await asyncio.sleep(interval_s)
 
 
+#: Exit status when the sidecar cannot listen where it was told to (as for a configuration error).
+EXIT_LISTEN = 2
+
+
 def run(config: Config) -> int:
-    return uvloop.run(serve(config))
+    """Serve until SIGTERM/SIGINT; a gRPC or HTTP address that cannot be listened on is one log line."""
+    try:
+        return uvloop.run(serve(config))
+    except ListenError as exc:
+        log.error("%s", exc)
+        return EXIT_LISTEN

@@ -18,6 +18,7 @@ and may wait for SERVING before it connects); the daemon keeps the two in step.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sidecar.progress import ProgressWatch, Readings
 
 Probe = Callable[[], tuple[bool, str]]
+
+
+class ListenError(OSError):
+    """The sidecar cannot listen where it was told to (gRPC or HTTP): the message names the address."""
 
 
 class HttpServer:
@@ -41,7 +46,11 @@ class HttpServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as exc:
+            problem = "the address is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ListenError(f"cannot serve HTTP on {self._host}:{self._port}: {problem or exc}") from None
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -9,7 +9,9 @@ INVALID_ARGUMENT and a reason; its in-flight records are redelivered and nothing
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import AsyncIterator
 from operator import attrgetter
 
@@ -21,6 +23,7 @@ from sidecar import metrics, wire
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.delivery import Rejection, RejectReason
+from sidecar.http import ListenError
 from sidecar.pipeline import Kind, Pipeline, Settlement
 from sidecar.records import AssignmentEvent, Record, TopicPartition, partition_runs
 
@@ -305,6 +308,22 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             sink.queue.put_nowait(_Abort(grpc.StatusCode.UNAVAILABLE, reason))
 
 
+def _bind_problem(address: str, exc: BaseException) -> str:
+    """Why gRPC could not bind ``address``: its own message says only "Failed to bind", so a TCP
+    address is tried with a plain socket to tell "in use" from the rest."""
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and not address.startswith("unix:"):
+        family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((host.strip("[]"), int(port)))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return "the address is already in use (another sidecar or program listens there)"
+            return err.strerror or str(err)
+    return str(exc).split(";")[0] or "the address is not available"
+
+
 class Server:
     """The gRPC server with the consumer service, grpc.health.v1 and reflection."""
 
@@ -323,6 +342,9 @@ class Server:
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", max_request_bytes),
+                # Without this, a second sidecar on the same port would bind too and apps would reach
+                # either of them at random.
+                ("grpc.so_reuseport", 0),
             ]
         )
         # Registered by hand rather than by the generated helper, for the serializer that passes the
@@ -345,12 +367,21 @@ class Server:
             ),
             self._server,
         )
-        self.port = self._server.add_insecure_port(address)
-        if self.port == 0 and not address.startswith("unix:"):
-            raise OSError(f"cannot listen on {address}")
         self.address = address
 
     async def start(self) -> None:
+        """Listen on the address (or raise ListenError, having released everything) and start serving."""
+        problem = None
+        try:
+            port = self._server.add_insecure_port(self.address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            problem = _bind_problem(self.address, exc)
+        else:
+            if port == 0 and not self.address.startswith("unix:"):
+                problem = "the address is in use or not available"
+        if problem is not None:
+            await self._server.stop(None)  # on this loop: a server left for the collector outlives it
+            raise ListenError(f"cannot listen for gRPC on {self.address}: {problem}")
         await self._server.start()
         await self.set_serving(False)
 

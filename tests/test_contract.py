@@ -181,3 +181,30 @@ def test_generated_code_is_current() -> None:
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("taken", ["grpc", "http"])
+def test_an_address_already_taken_stops_start_up_with_one_line(
+    taken: str,
+    broker: EmbeddedBroker,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+) -> None:
+    """gRPC would otherwise let a second server share the port (SO_REUSEPORT), and apps would reach either
+    sidecar at random; aiohttp would end start-up with a traceback."""
+    topic = new_topic(1)
+    first = sidecar_factory(topics=topic, group_id=group_id)
+    if taken == "grpc":
+        env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
+        expected = f"cannot listen for gRPC on {first.grpc_address}: the address is already in use"
+    else:
+        env = {"SIDECAR_HTTP_ADDRESS": first.http_address}
+        expected = f"cannot serve HTTP on {first.http_address}: the address is already in use"
+    second = sidecar_factory(topics=topic, group_id=group_id, env=env, wait_serving=False)
+    assert second.wait(timeout=30) == 2
+    log = second.log_text()
+    assert expected in log, log
+    assert "Traceback" not in log
+    assert first.is_running()
+    assert first.health_status() == health_pb2.HealthCheckResponse.SERVING
