@@ -33,6 +33,7 @@ __all__ = [
     "committed_offsets",
     "create_topic",
     "free_port",
+    "port_accepts",
     "produce",
     "record_index",
     "record_value",
@@ -64,7 +65,7 @@ def free_port() -> int:
         return port
 
 
-def _port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
     """True if something accepts TCP connections on host:port (what "the broker is ready" means)."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -214,7 +215,7 @@ class EmbeddedBroker(LocalBroker):
         if self._proc is not None:
             raise RuntimeError(f"EmbeddedBroker already started (pid {self._proc.pid})")
         binary = self._binary or _resolve_tansu()
-        if _port_accepts("127.0.0.1", self.port):
+        if port_accepts("127.0.0.1", self.port):
             raise RuntimeError(
                 f"cannot start Tansu on 127.0.0.1:{self.port}: the port is already in use "
                 "(another broker or process is listening there); pick another port or leave port=None"
@@ -259,7 +260,7 @@ class EmbeddedBroker(LocalBroker):
                     f"Tansu exited with status {code} before listening on {self.bootstrap}{hint}; "
                     f"log {self.log_path}:\n{tail}"
                 )
-            if _port_accepts("127.0.0.1", self.port):
+            if port_accepts("127.0.0.1", self.port):
                 # A listener appeared; make sure it is ours and stays up (a bind failure exits at once).
                 time.sleep(0.05)
                 if self._proc.poll() is None:

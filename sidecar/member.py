@@ -156,7 +156,7 @@ class GroupMember:
     def lag(self) -> int | None:
         """Records written and not committed on the assigned partitions; None while unknown."""
         lags = self.lag_monitor.lags
-        return sum(lags.values()) if lags and self._stats_ms > 0 else None
+        return sum(lags.values()) if lags else None
 
     # -- the poll thread ------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from kafka_helpers import (  # noqa: E402
     build_env,
 )
 
-from sidecar.brokers.apache_kafka import ApacheKafka, BrokerSetupError  # noqa: E402
+from sidecar.brokers.apache_kafka import ApacheKafka, BrokerSetupError, consumer_group_timeouts  # noqa: E402
 from sidecar.embedded import EmbeddedBroker, create_topic, free_port  # noqa: E402
 
 #: Session timeout used by every test member: legal on real Kafka (minimum 6000) and keeps Tansu's
@@ -115,10 +115,7 @@ def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     # KIP-848 groups get the session the classic members ask for themselves (TEST_SESSION_TIMEOUT_MS).
     node = ApacheKafka(
         tmp_path_factory.mktemp("apache-kafka"),
-        config={
-            "group.consumer.session.timeout.ms": str(TEST_SESSION_TIMEOUT_MS),
-            "group.consumer.heartbeat.interval.ms": "1000",
-        },
+        config=consumer_group_timeouts(TEST_SESSION_TIMEOUT_MS, 1000),
     )
     try:
         node.start()

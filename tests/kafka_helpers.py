@@ -208,11 +208,15 @@ class SidecarProcess(ManagedProcess):
 
     def readyz(self, timeout: float = 1.0) -> tuple[int, str]:
         """``/readyz``: (HTTP status, body), or (0, the error) when nothing answers yet."""
+        return self.probe("/readyz", timeout)
+
+    def probe(self, path: str, timeout: float = 1.0) -> tuple[int, str]:
+        """A GET of ``path`` on the HTTP listener: (status, body), or (0, the error) when nothing answers."""
         import urllib.error
         import urllib.request
 
         try:
-            with urllib.request.urlopen(f"{self.http_url}/readyz", timeout=timeout) as resp:
+            with urllib.request.urlopen(f"{self.http_url}{path}", timeout=timeout) as resp:
                 return int(resp.status), resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()

@@ -79,17 +79,6 @@ def test_the_watch_fails_only_after_the_timeout_without_movement() -> None:
     assert watch.look(readings(moved=1))[0]  # the wait started 2 s ago, when the credit came
 
 
-def healthz(sidecar_http: str) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://{sidecar_http}/healthz", timeout=2) as resp:
-            return int(resp.status), resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 @pytest.mark.integration
 def test_a_sidecar_that_cannot_fetch_is_not_healthy_and_says_why(
     kafka: ApacheKafka, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory
@@ -104,7 +93,7 @@ def test_a_sidecar_that_cannot_fetch_is_not_healthy_and_says_why(
         stream.send(acks=[offsets(topic, 0, ranges=[(0, 99)])])
         # Healthy while it works, and while nothing waits.
         wait_for("the commit at 100", lambda: first.readyz()[0] == 200, timeout=10)
-        assert healthz(first.http_address)[0] == 200
+        assert first.probe("/healthz", 2)[0] == 200
     assert first.terminate(timeout=30) == 0
 
     # The committed offset (100) goes out of range: the broker now starts the partition at 500.
@@ -120,7 +109,7 @@ def test_a_sidecar_that_cannot_fetch_is_not_healthy_and_says_why(
         why = str(
             wait_for(
                 "/healthz to fail",
-                lambda: (h := healthz(second.http_address))[0] == 503 and h[1],
+                lambda: (h := second.probe("/healthz", 2))[0] == 503 and h[1],
                 timeout=30,
             )
         )

@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 
 from bench.scenarios.settings import Settings
-from sidecar.brokers.apache_kafka import ApacheKafka
+from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
 from sidecar.embedded import EmbeddedBroker
 
 BROKERS = ("kafka", "tansu")
@@ -26,10 +26,7 @@ def start_broker(
         return tansu.bootstrap, f"Tansu on {tansu.bootstrap}"
     node = ApacheKafka(
         workdir / "apache-kafka",
-        config={
-            "group.consumer.session.timeout.ms": str(settings.session_ms),
-            "group.consumer.heartbeat.interval.ms": str(settings.heartbeat_ms),
-        },
+        config=consumer_group_timeouts(settings.session_ms, settings.heartbeat_ms),
     )
     stack.enter_context(node)
     return (

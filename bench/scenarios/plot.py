@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.scenarios.report import ORDER
+
 
 def plot_scenario(title: str, results: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib
@@ -17,7 +19,7 @@ def plot_scenario(title: str, results: dict[str, dict[str, Any]], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [v for v in ("sidecar", "sidecar-kip848", "baseline") if v in results]
+    variants = [v for v, _ in ORDER if v in results]
     fig, axes = plt.subplots(
         2, len(variants), figsize=(7.0 * len(variants), 7.5), sharex="col", sharey="row", squeeze=False
     )

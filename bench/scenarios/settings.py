@@ -9,7 +9,7 @@ classic members) and keeps everything else.
 
 Membership: the sidecars run as *static* members (POD_NAME as group.instance.id, kept across restarts,
 as a StatefulSet gives) on Apache Kafka, and as *dynamic* members on Tansu, whose static membership
-hangs a rolling restart (static members never expire there: see shared/BROKERS.md).
+hangs a rolling restart (static members never expire there).
 """
 
 from __future__ import annotations

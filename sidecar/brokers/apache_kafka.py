@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sidecar.brokers.kafka_jars import BUILD_DIR, BrokerSetupError, assemble, find_java, kafka_version
-from sidecar.embedded import LocalBroker, file_tail, free_port
+from sidecar.embedded import LocalBroker, file_tail, free_port, port_accepts
 
-__all__ = ["ApacheKafka", "BrokerSetupError"]
+__all__ = ["ApacheKafka", "BrokerSetupError", "consumer_group_timeouts"]
 
 LOG4J_CONFIG = BUILD_DIR / "log4j2.properties"
 
@@ -76,22 +76,26 @@ JVM_OPTIONS = (
 # -- the broker -----------------------------------------------------------------------------------------
 
 
-def _answers_metadata(bootstrap: str, timeout: float) -> bool:
+def consumer_group_timeouts(session_ms: int, heartbeat_ms: int) -> dict[str, str]:
+    """Server settings giving KIP-848 consumer groups this session and heartbeat (broker-side there)."""
+    return {
+        "group.consumer.session.timeout.ms": str(session_ms),
+        "group.consumer.heartbeat.interval.ms": str(heartbeat_ms),
+    }
+
+
+def _answers_metadata(port: int, timeout: float) -> bool:
     """True once the broker answers a metadata request with itself as a live broker.
 
     A TCP connect comes first, so that librdkafka is not asked (and does not log a refused connection
     every 50 ms) while the JVM is still booting.
     """
-    import socket
-
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    host, port = bootstrap.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError:
+    if not port_accepts("127.0.0.1", port, timeout):
         return False
+    bootstrap = f"127.0.0.1:{port}"
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 1000})
     try:
         return bool(admin.list_topics(timeout=timeout).brokers)
@@ -201,7 +205,7 @@ class ApacheKafka(LocalBroker):
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = started + timeout
-        while not _answers_metadata(self.bootstrap, timeout=1.0):
+        while not _answers_metadata(self.port, timeout=1.0):
             code = self._proc.poll()
             if code is not None:
                 raise RuntimeError(
