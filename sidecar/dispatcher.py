@@ -200,7 +200,7 @@ class Dispatcher:
             records = [r for r in part.in_flight.values() if r.stream == sid]
             self._streams.unlink(part, records, sid)
             returned += len(records)
-            self._redelivery.retry_all(records, 0.0, "its stream ended")
+            self._redelivery.stream_ended(records, stream.opened_at)
         return returned
 
     @property

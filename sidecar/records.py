@@ -43,6 +43,7 @@ class Record:
         "attempt",
         "avoid",
         "deadline",
+        "ended_at",
         "header_count",
         "key",
         "lane",
@@ -81,6 +82,7 @@ class Record:
         self.stream = 0  # the stream it is in flight on; 0 when not in flight
         self.deadline = 0.0  # when its lease ends, while in flight (0: no lease)
         self.avoid = 0  # a stream whose lease on it expired: prefer another one
+        self.ended_at = -1e18  # when a stream it was on last ended and charged it an attempt
         self.lane: object = None
         self.size = 64 + len(self.wire) + (len(key) if key else 0)  # the record object, wire and key
 

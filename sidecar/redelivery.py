@@ -4,6 +4,16 @@ A record stays held until acked. When its stream ends, its lease expires, or it 
 back to the front of its lane (``attempt + 1``), after the retry delay for nacks. A delayed record
 holds back the rest of an ordered lane (ordering wins); in ``unordered`` it waits aside.
 
+A stream that ends charges its records one attempt, once per crash. An app that dies with many
+streams open has them closed here one after another, and a record given back by the first can reach
+another stream of the same dead app before that one's end is seen; that end must not charge it
+again. gRPC does not say which streams share a connection (not at all over a unix socket), so the
+streams of one crash cannot be retired together. What marks them is that they were already open
+when the record was charged, and that they end moments later: such an end (within
+``STREAM_END_WINDOW_S`` of the charge) gives the record back uncharged. A restarted app opens new
+streams, so a record that crashes every app it reaches is charged each time, and given up after
+``max_attempts``.
+
 After ``max_attempts`` deliveries, or when the app rejects it, a record is *exhausted*: it goes to
 the dead-letter outbox (acked once the pipeline reports it written), or without a dead-letter topic
 it is skipped (acked) or parked, which blocks its lane and holds its partition's commit. Pure logic,
@@ -18,6 +28,9 @@ from sidecar.delivery import DeadLetter
 from sidecar.dispatch_state import DispatchState
 from sidecar.lanes import Lane
 from sidecar.records import Record
+
+#: Stream ends within this long of the one that charged a record are the same crash (see above).
+STREAM_END_WINDOW_S = 5.0
 
 
 class Redelivery:
@@ -67,6 +80,31 @@ class Redelivery:
             assert isinstance(lane, Lane)
             if lane not in again:
                 state.lanes.refresh(lane)
+
+    def stream_ended(self, records: list[Record], opened_at: float) -> None:
+        """``records`` were in flight on a stream (opened at ``opened_at``) that ended: each back for
+        another delivery at once, charged an attempt unless this is the crash that last charged it."""
+        now = self._state.clock()
+        charged: list[Record] = []
+        same_crash: list[Record] = []
+        for record in records:
+            if opened_at < record.ended_at and now - record.ended_at < STREAM_END_WINDOW_S:
+                same_crash.append(record)
+            else:
+                record.ended_at = now
+                charged.append(record)
+        if charged:
+            self.retry_all(charged, 0.0, "its stream ended")
+        if same_crash:
+            self.requeue(same_crash)
+
+    def requeue(self, records: list[Record]) -> None:
+        """Back to the front of their lanes as they are, not charged another attempt."""
+        by_lane: dict[Lane, list[Record]] = {}
+        for record in records:
+            by_lane.setdefault(cast(Lane, record.lane), []).append(record)
+        for lane, back in by_lane.items():
+            self.merge_front(lane, back)
 
     def retry_due(self, record: Record) -> None:
         """``record``, waiting aside, is due: back into its lane, unless its partition went away."""

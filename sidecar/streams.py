@@ -23,10 +23,11 @@ STALE_MEMORY = 10_000  # expired deliveries a stream remembers, to tell stale ac
 class Stream:
     """One app stream: its credit, and its in-flight records counted per partition."""
 
-    __slots__ = ("credit", "expired", "id", "in_flight", "parts")
+    __slots__ = ("credit", "expired", "id", "in_flight", "opened_at", "parts")
 
-    def __init__(self, sid: int) -> None:
+    def __init__(self, sid: int, opened_at: float) -> None:
         self.id = sid
+        self.opened_at = opened_at
         self.credit = 0
         self.in_flight = 0
         self.parts: dict[Partition, int] = {}  # partitions with records in flight here -> how many
@@ -46,7 +47,7 @@ class Streams:
     def open(self) -> int:
         sid = self._next
         self._next += 1
-        self.by_id[sid] = Stream(sid)
+        self.by_id[sid] = Stream(sid, self._state.clock())
         return sid
 
     def grant(self, sid: int, credit: int) -> None:

@@ -14,6 +14,7 @@ from sidecar import gaps
 from sidecar.delivery import DeadLetter, Ordering, Policy, RejectReason
 from sidecar.dispatcher import Dispatcher
 from sidecar.records import Record, TopicPartition
+from sidecar.redelivery import STREAM_END_WINDOW_S
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
@@ -289,6 +290,62 @@ def test_stream_that_dies_on_a_poison_record_exhausts_it() -> None:
     [letter] = d.take_dead_letters()
     assert "its stream ended" in letter.reason
     assert letter.attempts == 3
+
+
+def test_streams_of_one_crash_charge_a_record_once() -> None:
+    """A dead app's streams end one by one: a record handed from the first to the next is not
+    charged again when that one's end is seen too."""
+    clock = Clock()
+    d = make(clock, max_attempts=2, dead_letter=True)
+    d.add_records(plain(T0, 0, 1))
+    dead = [d.open_stream() for _ in range(5)]
+    d.grant(dead[0], 1)
+    assert deliver(d) == {dead[0]: [(0, 0, 1)]}
+    for s in dead:
+        d.grant(s, 1)
+    clock.advance(0.01)
+    for s in dead:  # each end gives the record to the next stream of the dead app
+        d.close_stream(s)
+        clock.advance(0.01)
+        deliver(d)
+    assert d.take_dead_letters() == []
+    alive = d.open_stream()
+    d.grant(alive, 1)
+    assert deliver(d) == {alive: [(0, 0, 2)]}  # one crash: one more attempt
+
+
+def test_a_record_that_crashes_each_restarted_app_at_once_is_charged_each_time() -> None:
+    """A restarted app opens new streams: its crash is a new one, however soon it comes."""
+    clock = Clock()
+    d = make(clock, max_attempts=3, dead_letter=True)
+    d.add_records(plain(T0, 0, 1))
+    for attempt in (1, 2, 3):
+        s = d.open_stream()
+        d.grant(s, 1)
+        assert deliver(d) == {s: [(0, 0, attempt)]}
+        d.close_stream(s)
+        clock.advance(0.05)
+    [letter] = d.take_dead_letters()
+    assert letter.attempts == 3
+
+
+def test_a_stream_open_before_the_charge_that_ends_much_later_charges_again() -> None:
+    """Another app's stream took the record and died well after the first crash: its own crash."""
+    clock = Clock()
+    d = make(clock, max_attempts=0)
+    d.add_records(plain(T0, 0, 1))
+    first, other = d.open_stream(), d.open_stream()
+    d.grant(first, 1)
+    deliver(d)
+    d.grant(other, 1)
+    clock.advance(1)
+    d.close_stream(first)
+    assert deliver(d) == {other: [(0, 0, 2)]}
+    clock.advance(STREAM_END_WINDOW_S)
+    d.close_stream(other)
+    again = d.open_stream()
+    d.grant(again, 1)
+    assert deliver(d) == {again: [(0, 0, 3)]}
 
 
 def test_reject_exhausts_at_once_with_the_apps_reason() -> None:
