@@ -229,7 +229,7 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
 
     async def Consume(
         self, request_iterator: AsyncIterator[pb.ConsumeRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ConsumeResponse | bytes]:
+    ) -> None:
         sink = _StreamSink(self._ack_timeout_ms)
         sid = self._pipeline.open_stream(sink)
         self._sinks.add(sink)
@@ -250,7 +250,14 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             while True:
                 item = await sink.queue.get()
                 if isinstance(item, (pb.ConsumeResponse, bytes)):
-                    yield item
+                    try:
+                        await context.write(item)
+                    except grpc.aio.InternalError as exc:
+                        # The call ended under the write: the app cancelled it or its connection went
+                        # (often an app that stopped reading). Written out by a generator instead, this
+                        # is gRPC's own traceback at ERROR; it is an app leaving, like any other.
+                        log.debug("app stream %d: write failed, the call is over: %r", sid, exc)
+                        return
                 elif isinstance(item, _Abort):
                     await context.abort(item.code, item.reason)
                 else:

@@ -9,17 +9,22 @@ another thread, and the longest answer is the loop's stall as anyone outside see
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import grpc
 import pytest
-from e2e_support import wait_committed
+from e2e_support import wait_committed, wait_for
 from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
+from sidecar._proto import sidecar_pb2 as pb
+from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +97,37 @@ def test_a_request_over_the_limit_ends_its_stream_only(
     with RawStream(sidecar.grpc_address) as stream:  # the sidecar still serves
         stream.send(credit=10)
         assert [r.offset for r in stream.records(10)] == list(range(10))
+
+
+def test_an_app_that_stops_reading_and_cancels_is_an_ordinary_disconnect(
+    broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory
+) -> None:
+    """Records pile up unsent behind gRPC's flow control; the cancel then fails a pending write. That
+    is an app leaving: one line, its records back for redelivery, no traceback at ERROR."""
+    topic = new_topic(2)
+    produce(broker.bootstrap, topic, 20_000, keyed=False, value_size=1_000)
+    sidecar = sidecar_factory(topics=topic, group_id=group_id)
+
+    def requests() -> Iterator[pb.ConsumeRequest]:
+        yield pb.ConsumeRequest(credit=20_000)
+        time.sleep(30)  # then never another request: the call is cancelled long before
+
+    with grpc.insecure_channel(sidecar.grpc_address) as channel:
+        call = pb_grpc.ConsumerServiceStub(channel).Consume(requests())  # type: ignore[no-untyped-call]
+        # nothing read: the window fills, and the sidecar's writes wait
+        wait_for(
+            "records in flight",
+            lambda: metrics(sidecar.http_address)["kafka_sidecar_in_flight_records"] > 1_000,
+            20,
+        )
+        time.sleep(0.5)
+        call.cancel()
+        closed = wait_for(
+            "the stream's close line",
+            lambda: re.search(r"app stream 1 from \S+ closed: (\d+) unacked", sidecar.log_text()),
+            timeout=10,
+        )
+    assert int(closed.group(1)) > 1_000
+    assert "Traceback" not in sidecar.log_text()
+    assert " ERROR " not in sidecar.log_text()
+    sidecar.wait_serving(5)
