@@ -92,7 +92,7 @@ async def serve(config: Config) -> int:
 
     watch = ProgressWatch(config.stall_timeout_ms / 1000) if config.stall_timeout_ms else None
     healthy = progress_liveness(turning, watch, readings)
-    as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy, lambda: member.waiting)
+    as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy, lambda: _out_why(member))
     http = None
     if config.http_address is not None:
         ready = readiness(as_member, lambda: pipeline.app_streams, require_app=config.readiness == "app")
@@ -191,3 +191,12 @@ def run(config: Config) -> int:
     except ListenError as exc:
         log.error("%s", exc)
         return EXIT_LISTEN
+
+
+def _out_why(member: GroupMember) -> str | None:
+    """Why the member is not in the group though it runs: it waits to join again, or (not joined yet)
+    no broker answers. A joined member stays ready through a broker outage: it still holds its
+    partitions and the records in hand, and commits when the brokers are back."""
+    if member.waiting is not None:
+        return member.waiting
+    return None if member.joined.is_set() else member.reach.problem()

@@ -31,5 +31,16 @@ def setup(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # librdkafka's own debug output is only wanted when asked for with KAFKA_DEBUG.
-    logging.getLogger("librdkafka").setLevel(max(logging.getLevelName(level), logging.INFO))
+    librdkafka = logging.getLogger("librdkafka")
+    librdkafka.setLevel(max(logging.getLevelName(level), logging.INFO))
+    librdkafka.addFilter(ConnectionFailures())
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+class ConnectionFailures(logging.Filter):
+    """Drops librdkafka's log line for each failed connect (facility FAIL): librdkafka reports the same
+    failure to the error callback, which the member turns into one line while the brokers cannot be
+    reached (``sidecar.reachability``). Left in, a refused address wrote some forty lines a second."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))

@@ -23,10 +23,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from sidecar import metrics
+from sidecar.client_events import ClientEvents
 from sidecar.config import Config
 from sidecar.fetching import FULL_WAIT_S, FetchControl
 from sidecar.handoff import Close, Commit, Committed, Handoff, Hold, Offsets
 from sidecar.lag import LagMonitor
+from sidecar.reachability import Reachability
 from sidecar.rebalance import RebalanceTracker, generation_of
 from sidecar.records import CommitPoint, Record, TopicPartition
 
@@ -127,6 +129,8 @@ class GroupMember:
         self.rebalances = RebalanceTracker()  # count, duration and log line of each rebalance
         self._stats_ms = int(config.kafka.get("statistics.interval.ms", "0"))
         self.lag_monitor = LagMonitor(lambda: self.rebalances.assignment, max(self._stats_ms, 1000) / 1000)
+        self.reach = Reachability(str(config.kafka.get("bootstrap.servers", "")))
+        self._events = ClientEvents(self.reach, self.lag_monitor)
         self.last_poll = time.monotonic()
         self.joined = threading.Event()
         self.error: BaseException | None = None
@@ -193,10 +197,10 @@ class GroupMember:
     def _subscribe(self) -> Consumer:
         conf: dict[str, object] = dict(self._config.kafka)
         conf["on_commit"] = self._on_commit
-        conf["error_cb"] = self._on_error
+        conf["error_cb"] = self._events.on_error
         conf["logger"] = logging.getLogger("librdkafka")
         if self._stats_ms > 0:
-            conf["stats_cb"] = self.lag_monitor.on_stats  # kafka_consumer_lag
+            conf["stats_cb"] = self._events.on_stats  # kafka_consumer_lag
         consumer = self._consumer = Consumer(conf)
         consumer.subscribe(
             list(self._config.topics),
@@ -295,6 +299,8 @@ class GroupMember:
         if records:
             metrics.RECORDS_RECEIVED.inc(len(records))
             self._handoff.records(records, nbytes)
+            if self.reach.down_since is not None:
+                self.reach.contact()
 
     def _on_message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -334,6 +340,7 @@ class GroupMember:
             self._handoff.commit_failed(_tps(failed or partitions))
         else:
             metrics.COMMITS.labels("async", "ok").inc()
+            self.reach.contact()
 
     def _commit_sync(self, consumer: Consumer, offsets: Offsets, why: str) -> None:
         if not offsets:
@@ -385,6 +392,7 @@ class GroupMember:
         self._new_epoch(tps)
         self._fetching.assignment_changed = True
         self._handoff.assigned(tps, self._committed(consumer, partitions), self._epoch)
+        self.reach.contact()
         self.joined.set()
         self.rebalances.assigned(tps, _generation(consumer), consumer.memberid() or "")  # logs it
 
@@ -423,9 +431,3 @@ class GroupMember:
         self._new_epoch(tps)
         log.warning("lost %s: dropping them without commit", [str(tp) for tp in tps])
         self._handoff.lost(tps, self._epoch)
-
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            log.error("fatal consumer error: %s", error)
-        else:
-            log.warning("kafka: %s", error)

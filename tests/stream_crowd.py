@@ -48,6 +48,10 @@ async def one_stream(stub: pb_grpc.ConsumerServiceStub, out: TextIO, credit: int
         return  # the sidecar went away or ended the stream: this app only records what it saw
 
 
+def stub(channel: grpc.aio.Channel) -> pb_grpc.ConsumerServiceStub:
+    return pb_grpc.ConsumerServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("address")
@@ -62,11 +66,7 @@ async def main() -> None:
     channels = [grpc.aio.insecure_channel(args.address) for _ in range(args.channels)]
     with open(args.out, "a") as out:  # noqa: ASYNC230 (a test app: line writes are fine)
         streams = [
-            asyncio.create_task(
-                one_stream(
-                    pb_grpc.ConsumerServiceStub(channels[i % len(channels)]), out, args.credit, args.ack
-                )
-            )
+            asyncio.create_task(one_stream(stub(channels[i % len(channels)]), out, args.credit, args.ack))
             for i in range(args.streams)
         ]
         print(f"{args.streams} streams open", flush=True)

@@ -4,11 +4,13 @@ The app (tests/stream_crowd.py) opens many streams over a few connections, takes
 them without acking, and is SIGKILLed. Its streams end one after another on the sidecar's side; the
 records they return must not be charged again by being handed to another stream of the same dead app
 before that stream's end is seen. Two crashes, and an attempt limit of 3: a record charged twice in
-either crash runs out of attempts and shows as parked or dead-lettered. Runs on Tansu: this is the sidecar's bookkeeping, not the broker's.
+either crash runs out of attempts and shows as parked or dead-lettered. Runs on Tansu: this is the
+sidecar's bookkeeping, not the broker's.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,10 @@ def _seen(path: Path) -> list[tuple[int, int, int]]:
         partition, offset, attempt = line.split()
         out.append((int(partition), int(offset), int(attempt)))
     return out
+
+
+def _held(path: Path, want: int) -> bool:
+    return len(_seen(path)) >= want
 
 
 def _dead_letters(bootstrap: str, topic: str, group: str) -> int:
@@ -88,7 +94,8 @@ def test_many_streams_killed_at_once_cost_one_attempt_per_crash(
     want = 400 if ordering == "unordered" else 8
     for n, out in enumerate(outs, 1):
         app = app_factory(CROWD, sidecar.grpc_address, str(out), *crowd, name=f"crowd-{n}")
-        wait_for(f"{want} records held by crowd {n}", lambda o=out: len(_seen(o)) >= want, timeout=30)
+        held = partial(_held, out, want)
+        wait_for(f"{want} records held by crowd {n}", held, timeout=30)
         app.kill()
 
     final = tmp_path / "final.txt"
