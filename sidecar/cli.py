@@ -94,8 +94,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar="HOST:PORT",
         help="run on this Kafka cluster instead of the embedded broker (a demo topic is created and deleted)",
     )
+    dev = sub.add_parser(
+        "dev",
+        help="run a local broker, a topic with a trickle of records and the sidecar until Ctrl-C, "
+        "to try a client against",
+    )
+    dev.add_argument("--grpc-address", default="127.0.0.1:50051", help="default 127.0.0.1:50051")
+    dev.add_argument("--http-address", default="127.0.0.1:8080", help="default 127.0.0.1:8080")
+    dev.add_argument("--partitions", type=_at_least_one, default=3, help="topic partitions (default 3)")
+    dev.add_argument("--rate", type=_at_least_one, default=2, help="records produced a second (default 2)")
+    dev.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="use this Kafka cluster instead of the embedded broker (a topic is created and deleted)",
+    )
     args = parser.parse_args(argv)
 
+    if args.command == "dev":
+        from sidecar.dev import run_dev
+
+        return run_dev(args.grpc_address, args.http_address, args.partitions, args.rate, args.bootstrap)
     if args.command == "demo":
         from sidecar.demo import run_demo
 

@@ -10,84 +10,23 @@ also on Ctrl-C or failure; on a cluster of the user's, the demo's topic is delet
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 from sidecar.demo_app import read_seen
-from sidecar.embedded import (
-    EmbeddedBroker,
-    ProduceReport,
-    committed_offsets,
-    create_topic,
-    free_port,
-    produce,
-    wait_for,
-)
+from sidecar.embedded import ProduceReport, committed_offsets, create_topic, free_port, produce, wait_for
+from sidecar.local_stack import broker, child, clean_env, delete_topic, ready, say, sidecar_process
 from sidecar.metrics import scrape
 
 TIMEOUT_S = 120.0
 
 
 def _say(text: str) -> None:
-    print(f"[demo] {text}", flush=True)
-
-
-@contextlib.contextmanager
-def _process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
-def _healthy(http: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{http}/readyz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _broker(bootstrap: str | None, workdir: Path) -> Iterator[str]:
-    """The embedded Tansu (started and stopped here), or the cluster the user named."""
-    if bootstrap is not None:
-        _say(f"using the Kafka cluster at {bootstrap}")
-        yield bootstrap
-        return
-    with EmbeddedBroker(log_dir=workdir) as broker:
-        _say(f"embedded broker (Tansu) on {broker.bootstrap}, pid {broker.pid}")
-        yield broker.bootstrap
-
-
-def _delete_topic(bootstrap: str, topic: str) -> None:
-    """Best effort: remove the demo's topic from a user's cluster (say so if it stays)."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the answer arrives
-    try:
-        admin.delete_topics([topic])[topic].result(timeout=15)
-        _say(f"deleted the demo topic {topic}")
-    except Exception as exc:  # the demo's result stands; the topic is only left behind
-        _say(f"could not delete the demo topic {topic}: {exc}")
+    say("demo", text)
 
 
 def run_demo(records: int = 20_000, partitions: int = 6, bootstrap: str | None = None) -> int:
@@ -95,18 +34,16 @@ def run_demo(records: int = 20_000, partitions: int = 6, bootstrap: str | None =
     workdir = Path(tempfile.mkdtemp(prefix="kafka-sidecar-demo-"))
     topic, group = f"demo-{uuid.uuid4().hex[:8]}", f"demo-group-{uuid.uuid4().hex[:8]}"
     grpc_address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SIDECAR_")) and k != "POD_NAME"
-    }
+    env = clean_env()
     try:
-        with _broker(bootstrap, workdir) as servers:
+        with broker("demo", bootstrap, workdir) as servers:
             # On a user's cluster the broker's default replication factor (-1) fits its policies.
             create_topic(servers, topic, partitions, replication_factor=1 if bootstrap is None else -1)
             try:
                 return _run(servers, topic, group, records, partitions, grpc_address, http, env, workdir)
             finally:
                 if bootstrap is not None:
-                    _delete_topic(servers, topic)
+                    delete_topic("demo", servers, topic)
     except (TimeoutError, RuntimeError) as exc:
         _say(f"FAILED: {exc}; logs in {workdir}")
         return 1
@@ -143,9 +80,9 @@ def _run(
         # The demo starts its app once the sidecar is ready as a member, not after an app.
         "SIDECAR_READINESS": "joined",
     }
-    with _process([sys.executable, "-m", "sidecar", "run"], sidecar_env, workdir / "sidecar.log") as sc:
+    with sidecar_process(sidecar_env, workdir / "sidecar.log") as sc:
         _say(f"sidecar pid {sc.pid}: gRPC {grpc_address}, HTTP {http}; joining group {group}...")
-        wait_for(lambda: sc.poll() is None and _healthy(http), 60, 0.1, "the sidecar to join the group")
+        wait_for(lambda: sc.poll() is None and ready(http), 60, 0.1, "the sidecar to join the group")
         return _scenario(report, bootstrap, group, topic, grpc_address, http, env, workdir)
 
 
@@ -163,8 +100,8 @@ def _scenario(
     first, second = workdir / "app-first.txt", workdir / "app-second.txt"
     app = [sys.executable, "-m", "sidecar.demo_app", "--address", grpc_address]
     started = time.monotonic()
-    with _process([*app, "--out", str(first), "--delay-ms", "5"], env, workdir / "app-first.log") as proc:
-        _say(f"app started (pid {proc.pid}); letting it process about 40% of the records...")
+    with child([*app, "--out", str(first), "--delay-ms", "5"], env, workdir / "app-first.log") as proc:
+        _say(f"app started (pid {proc.pid}); it will be killed once it has received 40% of the records...")
         wait_for(
             lambda: len(read_seen(first)) >= total * 0.4,
             TIMEOUT_S,
@@ -173,8 +110,9 @@ def _scenario(
         )
         proc.kill()
         proc.wait(5)
-    _say(f"app SIGKILLed after {len(read_seen(first))} records; the consumer group does not notice")
-    with _process([*app, "--out", str(second)], env, workdir / "app-second.log") as proc:
+    had = len(read_seen(first))
+    _say(f"app SIGKILLed after {had} records ({had / total:.0%}); the consumer group does not notice")
+    with child([*app, "--out", str(second)], env, workdir / "app-second.log") as proc:
         _say(f"app restarted (pid {proc.pid}); it gets the unacked records again, then the rest")
         expected = report.expected_commits
         n = max(expected) + 1

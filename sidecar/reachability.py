@@ -4,8 +4,8 @@ librdkafka reports every failed connection (with its quick first reconnects, som
 a refused port), once in its log and again through the error callback. This keeps the story instead:
 a WARNING when no broker can be reached, another every ``LOG_EVERY_S`` while that lasts (for how
 long, and the last cause), and an INFO line when contact is back. One broker failing while others
-answer (a broker restarting) is a line once it has failed a few times, at most every ``LOG_EVERY_S``. While the member has not
-joined, the same sentence is ``/readyz``'s reason.
+answer (a broker restarting) is a line once it has failed a few times, at most every
+``LOG_EVERY_S``. While the member has not joined, the same sentence is ``/readyz``'s reason.
 
 It never gives up. An unreachable cluster (an outage, a network policy, a wrong address) is not cured
 by restarting the sidecar, and a restart would drop what the app holds in hand, to be delivered again;
