@@ -331,6 +331,24 @@ def _bind_problem(address: str, exc: BaseException) -> str:
     return str(exc).split(";")[0] or "the address is not available"
 
 
+def _unix_socket_taken(address: str) -> str | None:
+    """Why ``address`` (a unix socket) cannot be taken: a process answers there. gRPC removes an
+    existing socket file and binds anew, so a second sidecar on the same path would silently take it
+    over from the first, whose app would then reach the wrong one. A file nobody answers on (left by
+    a process that died) is fine to replace."""
+    if not address.startswith("unix:"):
+        return None
+    path = address[len("unix:") :]
+    path = path[2:] if path.startswith("//") else path  # unix:///abs/path or unix:/abs or unix:rel
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return None
+    return f"another process is serving on {path} (a second sidecar?)"
+
+
 class Server:
     """The gRPC server with the consumer service, grpc.health.v1 and reflection."""
 
@@ -378,13 +396,13 @@ class Server:
 
     async def start(self) -> None:
         """Listen on the address (or raise ListenError, having released everything) and start serving."""
-        problem = None
+        problem = _unix_socket_taken(self.address)
         try:
-            port = self._server.add_insecure_port(self.address)
+            port = 0 if problem else self._server.add_insecure_port(self.address)
         except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
             problem = _bind_problem(self.address, exc)
         else:
-            if port == 0 and not self.address.startswith("unix:"):
+            if port == 0 and not problem and not self.address.startswith("unix:"):
                 problem = "the address is in use or not available"
         if problem is not None:
             await self._server.stop(None)  # on this loop: a server left for the collector outlives it

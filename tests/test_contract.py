@@ -183,7 +183,7 @@ def test_generated_code_is_current() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("taken", ["grpc", "http"])
+@pytest.mark.parametrize("taken", ["grpc", "http", "unix"])
 def test_an_address_already_taken_stops_start_up_with_one_line(
     taken: str,
     broker: EmbeddedBroker,
@@ -194,8 +194,12 @@ def test_an_address_already_taken_stops_start_up_with_one_line(
     """gRPC would otherwise let a second server share the port (SO_REUSEPORT), and apps would reach either
     sidecar at random; aiohttp would end start-up with a traceback."""
     topic = new_topic(1)
-    first = sidecar_factory(topics=topic, group_id=group_id)
-    if taken == "grpc":
+    first = sidecar_factory(topics=topic, group_id=group_id, unix_socket=taken == "unix")
+    if taken == "unix":  # gRPC would replace the socket file and take the first sidecar's apps
+        env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
+        path = first.grpc_address.removeprefix("unix:").removeprefix("//")
+        expected = f"cannot listen for gRPC on unix://{path}: another process is serving on {path}"
+    elif taken == "grpc":
         env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
         expected = f"cannot listen for gRPC on {first.grpc_address}: the address is already in use"
     else:
@@ -207,4 +211,18 @@ def test_an_address_already_taken_stops_start_up_with_one_line(
     assert expected in log, log
     assert "Traceback" not in log
     assert first.is_running()
-    assert first.health_status() == health_pb2.HealthCheckResponse.SERVING
+    assert first.health_status() == health_pb2.HealthCheckResponse.SERVING  # still reachable there
+
+
+def test_a_unix_socket_left_by_a_killed_sidecar_is_taken_over(
+    broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory
+) -> None:
+    """The check that refuses a socket another process serves must not refuse a dead one's file."""
+    topic = new_topic(1)
+    first = sidecar_factory(topics=topic, group_id=group_id, unix_socket=True)
+    first.kill()
+    path = first.grpc_address.removeprefix("unix:").removeprefix("//")
+    assert os.path.exists(path), "SIGKILL leaves the socket file behind"
+    env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
+    second = sidecar_factory(topics=topic, group_id=group_id, env=env)
+    assert second.health_status() == health_pb2.HealthCheckResponse.SERVING
