@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from sidecar.config import Config, ConfigError, _is_service_link, render
+from sidecar.config import Config, ConfigError, is_service_link, render
 
 BASE = {
     "KAFKA_BOOTSTRAP_SERVERS": "broker-0:9092,broker-1:9092",
@@ -189,7 +189,7 @@ def test_env_name_round_trips(suffix: str, value: str) -> None:
     name = "x." + suffix  # keeps clear of the properties config.py interprets
     c = config()
     variable = c.env_name(name)
-    assume(not _is_service_link(variable))  # e.g. x.port: shaped like a Kubernetes service link
+    assume(not is_service_link(variable))  # e.g. x.port: shaped like a Kubernetes service link
     c2 = Config.from_env({**BASE, variable: value})
     assert c2.kafka[name] == value
     assert c2.env_name(name) == variable
