@@ -17,12 +17,13 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from kafka_helpers import ManagedProcess
 
 #: The image `.ci/image` builds (its IMAGE variable); KAFKA_SIDECAR_IMAGE names another one.
 IMAGE = os.environ.get("KAFKA_SIDECAR_IMAGE", "localhost/kafka-sidecar:ci")
@@ -140,9 +141,10 @@ def run_in_rootfs(
     )
 
 
-class Container:
+class Container(ManagedProcess):
     """The image's entry point running as a container: PID 1 of its own PID namespace, read-only root,
-    the socket volume bind-mounted, as the given user, on the host network. Stopped by PID only."""
+    the socket volume bind-mounted, as the given user, on the host network. The process this handle
+    starts is `unshare`, which passes PID 1's exit status on; signals go to PID 1 itself, by PID."""
 
     def __init__(
         self,
@@ -155,65 +157,50 @@ class Container:
         volume_target: str,
         log_path: Path,
     ) -> None:
-        self.rootfs = rootfs
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.user = user
-        self.volume = volume
-        self.volume_target = volume_target
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Container:
         unshare = shutil.which("unshare") or "/usr/bin/unshare"
-        uid, gid = self.user
-        cmd = [unshare, "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "--propagation", "private"]
-        cmd += ["/bin/sh", "-c", _LAUNCH, "launch", str(self.rootfs), str(self.volume), self.volume_target]
-        cmd += [f"{uid}:{gid}", *self.argv]
+        uid, gid = user
         # The host tools the launcher uses (mount, chroot) are found on the image's PATH, which has the
         # standard directories; the entry point is found on the same PATH inside the root.
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                start_new_session=True,
-            )  # fmt: skip
-        return self
-
-    @property
-    def proc(self) -> subprocess.Popen[bytes]:
-        if self._proc is None:
-            raise RuntimeError("the container was never started")
-        return self._proc
+        cmd = [unshare, "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "--propagation", "private"]
+        cmd += ["/bin/sh", "-c", _LAUNCH, "launch", str(rootfs), str(volume), volume_target, f"{uid}:{gid}"]
+        super().__init__([*cmd, *argv], env, log_path, name="container")
+        self.rootfs = rootfs
+        self.user = user
 
     def pid1(self, timeout: float = 10.0) -> int:
         """The host PID of the container's PID 1 (unshare's one child), once it runs the entry point."""
         deadline = time.monotonic() + timeout
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 pid = int(children.read_text().split()[0])
                 if Path(f"/proc/{pid}/root").resolve() == self.rootfs.resolve():
                     return pid  # chroot done: PID 1 is the entry point now
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the container exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if not self.is_running():
+                raise AssertionError(f"the container exited with {self.returncode}:\n{self.log_tail()}")
             time.sleep(0.05)
         raise AssertionError(f"no PID 1 running in the image's root after {timeout}s:\n{self.log_tail()}")
+
+    def send_signal(self, sig: int) -> None:
+        """Signal PID 1, as `docker stop` and the kubelet do (a SIGKILL takes the whole namespace)."""
+        if self.is_running():
+            with contextlib.suppress(ProcessLookupError, AssertionError):
+                os.kill(self.pid1(timeout=1), sig)
 
     def exec(self, argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside the running container (its mounts, PID namespace, root and user) with the
         container's environment, as `docker exec` and Docker's HEALTHCHECK do."""
         nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         uid, gid = self.user
-        target = str(self.pid1())
-        enter = [nsenter, "-t", target, "--mount", "--pid", "--root", "--wd", "-S", str(uid), "-G", str(gid)]
+        enter = [nsenter, "-t", str(self.pid1()), "--mount", "--pid", "--root", "--wd", "-S", str(uid)]
         return subprocess.run(
-            [*enter, *argv],
+            [*enter, "-G", str(gid), *argv],
             env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
-        )  # fmt: skip
+        )
 
     def status_ids(self, field: str) -> list[int]:
         """The real, effective, saved and file-system ids of PID 1 ("Uid" or "Gid")."""
@@ -221,33 +208,3 @@ class Container:
             if line.startswith(f"{field}:"):
                 return [int(x) for x in line.split()[1:]]
         raise AssertionError(f"no {field} line in /proc status")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Send `sig` to PID 1, as `docker stop` and the kubelet do."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid1(), sig)
-
-    def wait(self, timeout: float) -> int:
-        """PID 1's exit status (unshare passes it on); raises with the log tail when still running."""
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the container still runs after {timeout}s:\n{self.log_tail()}") from None
-
-    def cleanup(self) -> None:
-        """Teardown: SIGKILL PID 1 (the kernel then kills the whole namespace) and reap. Never raises."""
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        with contextlib.suppress(AssertionError, ProcessLookupError):
-            os.kill(self.pid1(timeout=1), signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._proc.wait(timeout=10)
-        if self._proc.poll() is None:
-            self._proc.kill()  # unshare itself; --kill-child takes PID 1 with it
-            self._proc.wait(timeout=10)
-
-    def log_tail(self, limit: int = 6000) -> str:
-        try:
-            return self.log_path.read_bytes()[-limit:].decode("utf-8", errors="replace")
-        except OSError as exc:
-            return f"<cannot read {self.log_path}: {exc}>"

@@ -265,9 +265,9 @@ def _run_against_kafka(
         second = produce(kafka.bootstrap, topic, 30, partitions=3, start=first.count)
         held = _receive(app, second.count, timeout=30)
         stopped = time.monotonic()
-        container.stop(signal.SIGTERM)
+        container.send_signal(signal.SIGTERM)
         time.sleep(1.0)
-        assert container.proc.poll() is None, "the sidecar exited without waiting for the held acks"
+        assert container.is_running(), "the sidecar exited without waiting for the held acks"
         app.ack(held)
         app.flush(timeout=10)
         code = container.wait(timeout=max(0.0, grace - (time.monotonic() - stopped)))
