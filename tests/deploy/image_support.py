@@ -7,8 +7,9 @@ private mount namespace and a PID namespace (so the entry point is PID 1 and rec
 as under Docker and the kubelet), the root file system is bind-mounted read-only (the chart sets
 readOnlyRootFilesystem), the socket volume is a host directory bind-mounted over the image's VOLUME,
 and ``chroot --userspec`` drops to the user the pod runs as. The network is the host's, so the
-container reaches the test session's Apache Kafka on 127.0.0.1. ``buildah run`` was not used: it does
-not apply the image's entry point, user or volumes, and does not pass a SIGTERM on to the process.
+container reaches the test session's Apache Kafka on 127.0.0.1. ``buildah run`` was not used: it runs
+a command given to it, not the image's entry point, and with chroot isolation (all there is without a
+daemon's runtime here) it shares the host's PID namespace, so the entry point is not PID 1.
 """
 
 from __future__ import annotations

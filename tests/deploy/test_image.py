@@ -16,7 +16,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,11 @@ from chart_support import CHART_DIR, containers, environment, pod_spec, render, 
 from dockerfile_parse import DockerfileParser  # type: ignore[import-untyped]
 from e2e_support import wait_committed, wait_for
 from image_support import BUILD_HINT, Container, Image, ImageError, load_image, mounted_rootfs, run_in_rootfs
+from kafka_helpers import TopicFactory
 
 from kafka_sidecar_client import Consumer
 from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.embedded import create_topic, free_port, produce
+from sidecar.embedded import free_port, produce
 
 pytestmark = pytest.mark.image
 
@@ -189,22 +189,23 @@ def volume() -> Iterator[Path]:
 
 
 def test_image_consumes_acks_commits_and_drains_on_sigterm(
-    chart: helm.Chart, image: Image, rootfs: Path, kafka: ApacheKafka, volume: Path, tmp_path: Path
+    chart: helm.Chart,
+    image: Image,
+    rootfs: Path,
+    kafka: ApacheKafka,
+    topic_factory: TopicFactory,
+    group_id: str,
+    volume: Path,
+    tmp_path: Path,
 ) -> None:
     """The sidecar in the image, configured by the chart's rendered environment, joins a group on
     Apache Kafka; an app outside the container consumes and acks over the socket in the volume; the
     commit lands. Then, with records delivered and not yet acked, SIGTERM to PID 1: the sidecar keeps
     running for the acks, commits them and exits 0 within the chart's grace period."""
-    suffix = uuid.uuid4().hex[:10]
-    topic, group, pod = f"t-image-{suffix}", f"g-image-{suffix}", f"image-{suffix}-0"
-    create_topic(kafka.bootstrap, topic, 3)
-    manifests = render(
-        chart,
-        scenario_values(
-            "defaults",
-            {"kafka": {"bootstrapServers": kafka.bootstrap, "groupId": group}, "sidecar": {"topics": topic}},
-        ),
-    )
+    topic = topic_factory(3, bootstrap=kafka.bootstrap)
+    pod = f"{group_id[:40]}-0"  # a fresh static member id, as a StatefulSet's pod name gives one
+    ours = {"kafka": {"bootstrapServers": kafka.bootstrap, "groupId": group_id}, "sidecar": {"topics": topic}}
+    manifests = render(chart, scenario_values("defaults", ours))
     spec, sidecar = pod_spec(manifests), sidecar_container(manifests)
     grace = spec["terminationGracePeriodSeconds"]
     uid, gid = spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
@@ -230,7 +231,7 @@ def test_image_consumes_acks_commits_and_drains_on_sigterm(
     )
     container.start()
     try:
-        _run_against_kafka(container, image, kafka, topic, group, socket, grace)
+        _run_against_kafka(container, image, kafka, topic, group_id, socket, grace)
     except BaseException:
         print(f"\n----- container log {container.log_path} -----\n{container.log_tail()}")
         raise
