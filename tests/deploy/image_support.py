@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -26,8 +27,11 @@ from typing import Any, NamedTuple
 
 from kafka_helpers import ManagedProcess
 
-#: The image `.ci/image` builds (its IMAGE variable); KAFKA_SIDECAR_IMAGE names another one.
-IMAGE = os.environ.get("KAFKA_SIDECAR_IMAGE", "localhost/kafka-sidecar:ci")
+#: The image `.ci/image` builds for this checkout (its IMAGE default); KAFKA_SIDECAR_IMAGE names another.
+IMAGE = os.environ.get(
+    "KAFKA_SIDECAR_IMAGE",
+    "localhost/kafka-sidecar:ci-" + re.sub(r"[^A-Za-z0-9_.-]", "-", Path(__file__).parents[2].name)[:100],
+)
 #: .ci/image's storage: every buildah call must use the same driver to see the image.
 BUILDAH = ("buildah", "--storage-driver", "vfs")
 BUILD_HINT = "build it first with `bash .ci/image` (as root; Debian: apt-get install buildah debootstrap)"
