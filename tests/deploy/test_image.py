@@ -273,7 +273,7 @@ def _run_against_kafka(
         app.flush(timeout=10)
         code = container.wait(timeout=max(0.0, grace - (time.monotonic() - stopped)))
     took = time.monotonic() - stopped
-    print(f"\nSIGTERM to exit: {took:.1f}s (grace {grace}s), exit {code}")
+    print(f"\nSIGTERM to exit: {took:.1f}s, 1 s of it holding the acks (grace {grace}s), exit {code}")
     assert code == 0, container.log_tail()
     assert took < grace
     both = first.merge(second)
