@@ -1,44 +1,76 @@
-"""``python -m bench``: race the sidecar against a bare confluent-kafka consumer, on one local broker.
+"""``python -m bench``: race the sidecar against a bare confluent-kafka consumer, on one broker.
 
-One invocation starts a Tansu broker, preloads one topic, and measures, each against the same topic
-with a fresh consumer group:
+One invocation starts a broker (Apache Kafka 4.x by default, what users run; Tansu with ``--broker
+tansu``; or a cluster of yours with ``--bootstrap``), and for each record size preloads a topic and
+measures, each run against that topic with a fresh consumer group:
 
-* ``direct``: a bare consumer reading every record's key, value and headers and committing (the ceiling);
-* ``sidecar``: the real daemon plus an app (the Python client) acking every record, from the app's side;
-  the run also checks that everything got committed;
-* ``per-message-rpc``: the same pipeline with one record per gRPC message and one ack per request;
-* latency at a steady produce rate, produce -> receipt, for ``direct`` and ``sidecar`` side by side;
+* ``direct``: a bare consumer reading every record's key, value and headers, committing every second
+  and at the end (the ceiling);
+* ``sidecar``: the real daemon plus an app (the Python client) acking every record;
+
+both timed the same way, from the first record at the consumer (the app) to the moment the broker
+first answers that every offset is committed (a watcher asks it every 50 ms), with the CPU seconds
+each process spent on the records (after its start-up) divided by the records. The app's own rate,
+to its last ack, is shown beside. Then, once:
+
+* ``per-message-rpc``: one record per gRPC message and one ack per request (the app's rate);
+* latency at a steady produce rate, produce -> receipt, p50/p99/p999 for ``direct`` and ``sidecar``
+  reading the same records at the same time;
 * the sidecar's peak RSS with the whole topic as backlog and a slow app.
 
-It prints a table and, last, one JSON line. Figures are only comparable within one run (the machine is
-shared): quote the ratios. Progress goes to stderr.
+It prints a table and, last, one JSON line naming the broker. Figures are only comparable within one
+run (the machine is shared): quote the ratios. Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import exit_on_sigterm
-from bench.race import Bench, percentile
+from bench.race import Bench, Race, percentile
+from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
 from sidecar.embedded import EmbeddedBroker, create_topic, produce
+
+#: Records per topic by value size, unless --records says: about 100-400 MB of values each.
+DEFAULT_RECORDS = {100: 1_000_000, 1024: 300_000, 10240: 40_000}
 
 
 def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated byte counts, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected value sizes >= 1, got {text!r}")
+    return sizes
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--records", type=int, default=1_000_000, help="records in the preloaded topic")
-    p.add_argument("--value-size", type=int, default=100, help="bytes per value")
+    p.add_argument(
+        "--broker", choices=("kafka", "tansu"), default="kafka", help="local broker (default kafka)"
+    )
+    p.add_argument("--bootstrap", help="use this Kafka cluster instead of a local broker")
+    p.add_argument(
+        "--sizes", type=_sizes, default=[100, 1024], help="value sizes in bytes (default 100,1024)"
+    )
+    p.add_argument(
+        "--records", type=int, help="records per topic (default: 1M at 100 B, 300k at 1 KiB, 40k at 10 KiB)"
+    )
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--repeat", type=int, default=1, help="throughput runs of each kind; medians reported")
     p.add_argument(
@@ -50,100 +82,143 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-rate", type=int, default=5_000, help="records/s during the latency run")
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--memory-seconds", type=float, default=15.0, help="how long the memory run lasts")
-    p.add_argument("--skip", action="append", default=[], choices=["latency", "memory", "per-message"])
+    p.add_argument(
+        "--skip", action="append", default=[], choices=["throughput", "latency", "memory", "per-message"]
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="bound of each consumer run, seconds")
     p.add_argument("--json", type=Path, help="also append the JSON line to this file")
     args = p.parse_args(argv)
-    if args.records < 1 or args.partitions < 1 or args.repeat < 1:
+    if (args.records is not None and args.records < 1) or args.partitions < 1 or args.repeat < 1:
         p.error("--records, --partitions and --repeat must be at least 1")
-    args.per_message_records = min(args.per_message_records, args.records)
     return args
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "records": args.records,
-        "value_size": args.value_size,
-        "partitions": args.partitions,
-    }
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        bench = Bench(broker.bootstrap, Path(tmp), _progress)
-        topic = f"bench-{int(time.time())}"
-        create_topic(broker.bootstrap, topic, args.partitions)
-        _progress(
-            f"preloading {args.records:,} records of {args.value_size} B into {args.partitions} partitions"
-        )
-        report = produce(
-            broker.bootstrap, topic, args.records, value_size=args.value_size, partitions=args.partitions,
-            headers=True, timeout=600,
-        )  # fmt: skip
-        direct, sidecar, per_message = [], [], []
-        for i in range(args.repeat):
-            tag = f" ({i + 1}/{args.repeat})" if args.repeat > 1 else ""
-            _progress(f"direct{tag}: bare consumer")
-            direct.append(bench.direct(topic, args.records, args.timeout).rps)
-            _progress(f"direct{tag}: {direct[-1]:,.0f} records/s")
-            _progress(f"sidecar{tag}: daemon + Python client app")
-            sidecar.append(
-                bench.through_sidecar(topic, args.records, report.expected_commits, args.timeout).rps
-            )
-            _progress(f"sidecar{tag}: {sidecar[-1]:,.0f} records/s, every record committed")
-            if "per-message" not in args.skip:
-                _progress(f"per-message-rpc{tag}: {args.per_message_records:,} records, one per message")
-                rps = bench.through_sidecar(
-                    topic, args.per_message_records, None, args.timeout, per_message=True
-                )
-                per_message.append(rps.rps)
-                _progress(f"per-message-rpc{tag}: {per_message[-1]:,.0f} records/s")
-        out["direct_rps"] = round(statistics.median(direct))
-        out["sidecar_rps"] = round(statistics.median(sidecar))
-        out["ratio"] = round(out["sidecar_rps"] / out["direct_rps"], 3)
-        out["per_message_rps"] = round(statistics.median(per_message)) if per_message else None
-        if per_message:
-            out["sidecar_vs_per_message"] = round(out["sidecar_rps"] / out["per_message_rps"], 1)
-        if args.repeat > 1:
-            out["runs"] = {"direct": [round(x) for x in direct], "sidecar": [round(x) for x in sidecar],
-                           "per_message": [round(x) for x in per_message]}  # fmt: skip
+@contextlib.contextmanager
+def _broker(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, str]]:
+    """(bootstrap, label) of the broker the run uses; a local one is stopped afterwards."""
+    if args.bootstrap:
+        yield args.bootstrap, f"cluster at {args.bootstrap}"
+    elif args.broker == "tansu":
+        with EmbeddedBroker(log_dir=workdir) as tansu:
+            yield tansu.bootstrap, "Tansu (embedded)"
+    else:
+        with ApacheKafka(workdir / "apache-kafka", config=consumer_group_timeouts(6000, 1000)) as kafka:
+            _progress(f"Apache Kafka {kafka.version} started in {kafka.start_seconds:.1f}s")
+            yield kafka.bootstrap, f"Apache Kafka {kafka.version}"
 
+
+def _median_race(races: list[Race]) -> dict[str, Any]:
+    """The figures of a kind of run: medians over its repeats."""
+    cpu = [r.cpu_us_per_record() for r in races]
+    out: dict[str, Any] = {
+        "rps": round(statistics.median(r.rps for r in races)),
+        "app_rps": round(statistics.median(r.app_rate for r in races)),
+        "cpu_us_per_record": {k: round(statistics.median(c[k] for c in cpu), 2) for k in cpu[0]},
+    }
+    out["cpu_us_per_record"]["total"] = round(sum(out["cpu_us_per_record"].values()), 2)
+    if len(races) > 1:
+        out["runs_rps"] = [round(r.rps) for r in races]
+    return out
+
+
+def _size_run(bench: Bench, args: argparse.Namespace, bootstrap: str, size: int) -> dict[str, Any]:
+    records = args.records or DEFAULT_RECORDS.get(size, max(10_000, 100_000_000 // size))
+    topic = f"bench-{size}b-{int(time.time())}"
+    create_topic(bootstrap, topic, args.partitions)
+    _progress(f"{size} B: preloading {records:,} records into {args.partitions} partitions")
+    report = produce(
+        bootstrap, topic, records, value_size=size, partitions=args.partitions, headers=True, timeout=900
+    )
+    expected = report.expected_commits
+    direct: list[Race] = []
+    sidecar: list[Race] = []
+    for i in range(args.repeat):  # interleaved, so a slow spell of the machine hits both
+        tag = f" ({i + 1}/{args.repeat})" if args.repeat > 1 else ""
+        direct.append(bench.direct(topic, expected, args.timeout))
+        _progress(f"{size} B direct{tag}: {direct[-1].rps:,.0f} records/s to all committed")
+        sidecar.append(bench.through_sidecar(topic, expected, args.timeout))
+        _progress(f"{size} B sidecar{tag}: {sidecar[-1].rps:,.0f} records/s to all committed")
+    d, s = _median_race(direct), _median_race(sidecar)
+    return {
+        "records": records,
+        "topic": topic,
+        "direct": d,
+        "sidecar": s,
+        "ratio": round(s["rps"] / d["rps"], 3),
+        "cpu_ratio": round(s["cpu_us_per_record"]["total"] / d["cpu_us_per_record"]["total"], 2),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"partitions": args.partitions, "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _broker(args, Path(tmp)) as (bootstrap, label):
+        out["broker"] = label
+        bench = Bench(bootstrap, Path(tmp), _progress, tansu=args.broker == "tansu" and not args.bootstrap)
+        for size in args.sizes if "throughput" not in args.skip else ():
+            out["sizes"][str(size)] = _size_run(bench, args, bootstrap, size)
+        first = out["sizes"].get(str(args.sizes[0]))
+        if first is None:  # no throughput run: the other runs get a topic of their own
+            first = {"records": args.records or DEFAULT_RECORDS.get(args.sizes[0], 100_000)}
+            first["topic"] = f"bench-{int(time.time())}"
+            create_topic(bootstrap, first["topic"], args.partitions)
+            produce(bootstrap, first["topic"], first["records"], value_size=args.sizes[0],
+                    partitions=args.partitions, headers=True, timeout=900)  # fmt: skip
+        if "per-message" not in args.skip:
+            n = min(args.per_message_records, first["records"])
+            _progress(f"per-message-rpc: {n:,} records, one per message")
+            out["per_message_rps"] = round(bench.per_message(first["topic"], n, args.timeout).rps)
         if "latency" not in args.skip:
             lat_topic = f"bench-latency-{int(time.time())}"
-            create_topic(broker.bootstrap, lat_topic, args.partitions)
+            create_topic(bootstrap, lat_topic, args.partitions)
             d, s = bench.latency(lat_topic, args.latency_rate, args.latency_seconds, args.partitions)
-            for name, result in (("direct", d), ("sidecar", s)):
-                out[f"{name}_p50_ms"] = round(percentile(result.latencies_ms, 50), 3)
-                out[f"{name}_p99_ms"] = round(percentile(result.latencies_ms, 99), 3)
-            out["added_p50_ms"] = round(out["sidecar_p50_ms"] - out["direct_p50_ms"], 3)
-            out["added_p99_ms"] = round(out["sidecar_p99_ms"] - out["direct_p99_ms"], 3)
-            out["latency_samples"] = min(len(d.latencies_ms), len(s.latencies_ms))
+            latency: dict[str, Any] = {
+                "rate": args.latency_rate,
+                "samples": min(len(d.latencies_ms), len(s.latencies_ms)),
+            }
+            for q, name in ((50, "p50"), (99, "p99"), (99.9, "p999")):
+                dq, sq = round(percentile(d.latencies_ms, q), 3), round(percentile(s.latencies_ms, q), 3)
+                latency[name] = {"direct_ms": dq, "sidecar_ms": sq, "added_ms": round(sq - dq, 3)}
+            out["latency"] = latency
         if "memory" not in args.skip:
-            _progress(f"memory: sidecar with {args.records:,} records of backlog and a slow app")
-            peak, samples = bench.memory(topic, args.memory_seconds)
-            out["sidecar_peak_rss_mb"] = round(peak, 1)
-            out["sidecar_rss_samples_mb"] = samples
+            _progress(f"memory: sidecar with {first['records']:,} records of backlog and a slow app")
+            peak, samples = bench.memory(first["topic"], args.memory_seconds)
+            out["memory"] = {"sidecar_peak_rss_mb": round(peak, 1), "rss_samples_mb": samples}
     return out
 
 
 def table(result: dict[str, Any]) -> str:
-    def num(key: str, unit: str = "") -> str:
-        value = result.get(key)
+    def num(value: Any, unit: str = "") -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "-"
         return f"{value:,}{unit}"
 
-    rows = [
-        ("direct (bare confluent-kafka)", num("direct_rps", " rec/s"), "1.00"),
-        ("sidecar (daemon + client)", num("sidecar_rps", " rec/s"), num("ratio")),
-        ("per-message-rpc", num("per_message_rps", " rec/s"), "-"),
-        ("latency direct p50 / p99", f"{num('direct_p50_ms', ' ms')} / {num('direct_p99_ms', ' ms')}", ""),
-        ("latency sidecar p50 / p99", f"{num('sidecar_p50_ms', ' ms')} / {num('sidecar_p99_ms', ' ms')}", ""),
-        ("added latency p50 / p99", f"{num('added_p50_ms', ' ms')} / {num('added_p99_ms', ' ms')}", ""),
-        ("sidecar peak RSS (backlog)", num("sidecar_peak_rss_mb", " MB"), ""),
-    ]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'':{width}}  {'value':>26}  vs direct"]
-    lines += [f"{name:{width}}  {value:>26}  {ratio}" for name, value, ratio in rows]
-    if result.get("sidecar_vs_per_message"):
-        lines.append(f"sidecar is {result['sidecar_vs_per_message']}x the per-message-rpc rate")
+    lines = [f"broker: {result['broker']}, {result['partitions']} partitions"]
+    head = f"{'size':>7}  {'records':>9}  {'direct/s':>9}  {'sidecar/s':>9}  {'ratio':>5}  {'app/s':>9}  "
+    head += f"{'CPU us/rec: direct':>18}  {'sidecar + app':>15}  {'CPU ratio':>9}"
+    lines.append(head)
+    for size, r in result["sizes"].items():
+        d, s = r["direct"], r["sidecar"]
+        sc = s["cpu_us_per_record"]
+        lines.append(
+            f"{size + ' B':>7}  {r['records']:>9,}  {d['rps']:>9,}  {s['rps']:>9,}  {r['ratio']:>5}  "
+            f"{s['app_rps']:>9,}  {d['cpu_us_per_record']['total']:>18}  "
+            f"{str(sc['sidecar']) + ' + ' + str(sc['app']):>15}  {r['cpu_ratio']:>9}"
+        )
+    lines.append(
+        "(rates to all committed, as the broker answers it; app/s: the app's own rate, to its last ack)"
+    )
+    if result.get("per_message_rps") is not None:
+        lines.append(f"per-message-rpc (app side): {num(result['per_message_rps'], ' records/s')}")
+    if "latency" in result:
+        lat = result["latency"]
+        lines.append(f"latency at {lat['rate']:,}/s ({lat['samples']:,} records): direct / sidecar / added")
+        for q in ("p50", "p99", "p999"):
+            x = lat[q]
+            lines.append(f"  {q:>4}: {x['direct_ms']} / {x['sidecar_ms']} / {x['added_ms']} ms")
+    if "memory" in result:
+        lines.append(
+            f"sidecar peak RSS with the topic as backlog: {result['memory']['sidecar_peak_rss_mb']} MB"
+        )
     return "\n".join(lines)
 
 

@@ -1,9 +1,11 @@
 """The processes the benchmark races: a bare confluent-kafka consumer and an app behind the sidecar.
 
 Each runs in its own process (as it would in production) and prints one JSON line when done:
-``{"count": N, "first": t, "last": t, "latencies_ms": [...]}`` with wall-clock seconds, so the driver
-can compare processes on one machine. ``first`` is when the first record arrived and ``last`` when
-the last one was finished (read and committed for ``direct``, acked for the apps).
+``{"count": N, "first": t, "last": t, "cpu_s": c, "latencies_ms": [...]}`` with wall-clock seconds, so
+the driver can compare processes on one machine. ``first`` is when the first record arrived and
+``last`` when the last one was finished (read and committed for ``direct``, acked for the apps);
+``cpu_s`` is the process's CPU time (all its threads, librdkafka's included) from just before it
+subscribed or connected to the end: its imports and start-up are not the records' cost.
 
 Usage::
 
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import resource
 import struct
 import sys
 import time
@@ -35,12 +38,19 @@ def _latency_ms(headers: Any, now_ns: int) -> float | None:
     return None
 
 
+def cpu_seconds() -> float:
+    """User and system CPU of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     """A bare consumer doing what the sidecar does for the app: read key, value, headers; commit."""
     from confluent_kafka import Consumer, KafkaException
 
     from sidecar.member import consume_available
 
+    cpu_start = cpu_seconds()
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -82,8 +92,16 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
             count += 1
     consumer.commit(asynchronous=False)
     last = time.time()
+    cpu = cpu_seconds() - cpu_start
     consumer.close()
-    return {"count": count, "first": first, "last": last, "bytes": nbytes, "latencies_ms": latencies}
+    return {
+        "count": count,
+        "first": first,
+        "last": last,
+        "cpu_s": cpu,
+        "bytes": nbytes,
+        "latencies_ms": latencies,
+    }
 
 
 async def run_app(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,6 +111,7 @@ async def run_app(args: argparse.Namespace) -> dict[str, Any]:
     count, first = 0, 0.0
     latencies: list[float] = []
     nbytes = 0
+    cpu_start = cpu_seconds()
     async with AsyncConsumer(args.address, max_in_flight=args.max_in_flight) as consumer:
         deadline = time.monotonic() + args.timeout
         while count < args.records and time.monotonic() < deadline:
@@ -118,7 +137,15 @@ async def run_app(args: argparse.Namespace) -> dict[str, Any]:
             count += len(batch)
         last = time.time()
         await consumer.flush(timeout=10)
-    return {"count": count, "first": first, "last": last, "bytes": nbytes, "latencies_ms": latencies}
+    cpu = cpu_seconds() - cpu_start
+    return {
+        "count": count,
+        "first": first,
+        "last": last,
+        "cpu_s": cpu,
+        "bytes": nbytes,
+        "latencies_ms": latencies,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -30,7 +31,7 @@ Progress = Callable[[str], None]
 # Tansu waits session.timeout.ms / 2 on every join: keep it short (and legal on Apache Kafka).
 SESSION_TIMEOUT_MS = "6000"
 # Tansu answers a fetch only when fetch.wait.max.ms (500 by default) runs out, even when data is
-# there, which would swamp the latency figures; both consumers of the latency run use this instead.
+# there, which would swamp the latency figures; on Tansu both consumers of the latency run use this.
 LATENCY_FETCH_WAIT_MS = "100"
 
 
@@ -41,12 +42,78 @@ class Result:
     count: int
     first: float
     last: float
+    cpu_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
         span = self.last - self.first
         return self.count / span if span > 0 else 0.0
+
+
+@dataclass
+class Race:
+    """One throughput run, timed from the first record to "all committed" as the broker answers it."""
+
+    records: int
+    first: float  # wall clock: the first record at the consumer (or the app)
+    committed_at: float  # wall clock: the broker first reported every offset committed
+    app_rate: float  # the consumer's own rate (the app's, behind the sidecar): to its last ack
+    cpu_s: dict[str, float]  # per process: "consumer", or "sidecar" and "app"
+
+    @property
+    def rps(self) -> float:
+        span = self.committed_at - self.first
+        return self.records / span if span > 0 else 0.0
+
+    def cpu_us_per_record(self) -> dict[str, float]:
+        return {name: cpu / self.records * 1e6 for name, cpu in self.cpu_s.items()}
+
+
+class CommitWatch:
+    """Asks the broker for a group's committed offsets every 50 ms, on a thread, and notes the wall
+    time it first finds them all at ``expected``: the same observer for every consumer raced."""
+
+    INTERVAL_S = 0.05
+
+    def __init__(self, bootstrap: str, group: str, topic: str, expected: dict[int, int]) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self._tps = [TopicPartition(topic, p) for p in sorted(expected)]
+        self._expected = expected
+        self.at: float | None = None
+        self.last: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"commit-watch-{group}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                got = self._consumer.committed(self._tps, timeout=5)
+            except Exception:  # the group has no coordinator yet: ask again
+                got = []
+            self.last = {tp.partition: tp.offset for tp in got}
+            if self.last == self._expected:
+                self.at = time.time()
+                return
+            self._stop.wait(self.INTERVAL_S)
+
+    def wait(self, timeout: float) -> float:
+        """The wall time all was committed (raises after ``timeout`` seconds without it)."""
+        self._thread.join(timeout)
+        self.close()
+        if self.at is None:
+            raise RuntimeError(f"not all committed within {timeout:.0f}s: {self.last} != {self._expected}")
+        return self.at
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
 
 
 class Process:
@@ -89,7 +156,7 @@ class Process:
         if not lines:
             raise RuntimeError(f"{self.name} printed no result; log:\n{self.log_tail()}")
         data = json.loads(lines[-1])
-        return Result(data["count"], data["first"], data["last"], data.get("latencies_ms", []))
+        return Result(data["count"], data["first"], data["last"], data["cpu_s"], data.get("latencies_ms", []))
 
     def peak_rss_mb(self) -> float:
         """VmHWM: the most resident memory the process ever had."""
@@ -97,6 +164,11 @@ class Process:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc status")
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU of the process so far (all threads), from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -108,8 +180,11 @@ class Process:
 class Bench:
     """One benchmark invocation: a broker address, a scratch directory, and how to start things."""
 
-    def __init__(self, bootstrap: str, workdir: Path, progress: Progress) -> None:
+    def __init__(self, bootstrap: str, workdir: Path, progress: Progress, *, tansu: bool = False) -> None:
+        """``tansu``: the broker is Tansu, whose fetches wait out ``fetch.wait.max.ms`` even when data is
+        there; the latency run then shortens it for both consumers."""
         self.bootstrap = bootstrap
+        self.tansu = tansu
         self.workdir = workdir
         self.progress = progress
         self._n = 0
@@ -157,36 +232,51 @@ class Bench:
 
     # -- throughput -----------------------------------------------------------------------------
 
-    def direct(self, topic: str, records: int, timeout: float) -> Result:
+    def direct(self, topic: str, expected: dict[int, int], timeout: float) -> Race:
+        """A bare consumer reads everything and commits; timed to "all committed"."""
         group = f"direct-{uuid.uuid4().hex[:8]}"
-        p = self.consumer(
-            "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", group,
-            "--records", str(records), "--timeout", str(timeout),
-        )  # fmt: skip
-        p.wait(timeout + 60)
-        return _checked(p, records)
-
-    def through_sidecar(
-        self,
-        topic: str,
-        records: int,
-        expected: dict[int, int] | None,
-        timeout: float,
-        *,
-        per_message: bool = False,
-    ) -> Result:
-        """The app's view; with ``expected`` the run also checks that everything got committed."""
-        group = f"sidecar-{uuid.uuid4().hex[:8]}"
-        env = {"SIDECAR_MAX_BATCH_RECORDS": "1"} if per_message else {}
-        sidecar, address = self.sidecar(topic, group, env)
+        records = sum(expected.values())
+        watch = CommitWatch(self.bootstrap, group, topic, expected)
         try:
+            p = self.consumer(
+                "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", group,
+                "--records", str(records), "--timeout", str(timeout),
+            )  # fmt: skip
+            p.wait(timeout + 60)
+            result = _checked(p, records)
+            committed_at = watch.wait(60)
+        finally:
+            watch.close()
+        return Race(records, result.first, committed_at, result.rps, {"consumer": result.cpu_s})
+
+    def through_sidecar(self, topic: str, expected: dict[int, int], timeout: float) -> Race:
+        """The daemon and an app acking everything; timed from the app's first record to "all committed"."""
+        group = f"sidecar-{uuid.uuid4().hex[:8]}"
+        records = sum(expected.values())
+        watch = CommitWatch(self.bootstrap, group, topic, expected)
+        sidecar, address = self.sidecar(topic, group)
+        try:
+            cpu_start = sidecar.cpu_seconds()  # after its imports, before it joined: not the records' cost
             args = ["--address", address, "--records", str(records), "--timeout", str(timeout)]
-            app = self.consumer("app", *args, *(["--per-message"] if per_message else []))
+            app = self.consumer("app", *args)
             app.wait(timeout + 60)
             result = _checked(app, records)
-            if expected is not None:
-                self.wait_committed(group, topic, expected)
-            return result
+            committed_at = watch.wait(60)
+            cpu = {"sidecar": sidecar.cpu_seconds() - cpu_start, "app": result.cpu_s}
+        finally:
+            watch.close()
+            sidecar.stop()
+        return Race(records, result.first, committed_at, result.rps, cpu)
+
+    def per_message(self, topic: str, records: int, timeout: float) -> Result:
+        """One record per gRPC message and one ack per request: the app's own rate."""
+        group = f"per-message-{uuid.uuid4().hex[:8]}"
+        sidecar, address = self.sidecar(topic, group, {"SIDECAR_MAX_BATCH_RECORDS": "1"})
+        try:
+            args = ["--address", address, "--records", str(records), "--timeout", str(timeout)]
+            app = self.consumer("app", *args, "--per-message")
+            app.wait(timeout + 60)
+            return _checked(app, records)
         finally:
             sidecar.stop()
 
@@ -199,15 +289,14 @@ class Bench:
             f"lat-direct-{uuid.uuid4().hex[:6]}",
             f"lat-sidecar-{uuid.uuid4().hex[:6]}",
         )
-        sidecar, address = self.sidecar(
-            topic, sidecar_group, {"KAFKA_FETCH_WAIT_MAX_MS": LATENCY_FETCH_WAIT_MS}
-        )
+        fetch_wait = ["--fetch-wait-ms", LATENCY_FETCH_WAIT_MS] if self.tansu else []
+        sidecar_env = {"KAFKA_FETCH_WAIT_MAX_MS": LATENCY_FETCH_WAIT_MS} if self.tansu else {}
+        sidecar, address = self.sidecar(topic, sidecar_group, sidecar_env)
         try:
             count = str(total + partitions)  # and one warm-up record per partition
             direct = self.consumer(
                 "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", direct_group,
-                "--records", count, "--latency", "--timeout", str(seconds + 120),
-                "--fetch-wait-ms", LATENCY_FETCH_WAIT_MS,
+                "--records", count, "--latency", "--timeout", str(seconds + 120), *fetch_wait,
             )  # fmt: skip
             app = self.consumer("app", "--address", address, "--records", count, "--latency",
                                 "--timeout", str(seconds + 120))  # fmt: skip
@@ -291,11 +380,11 @@ def _produce_steady(bootstrap: str, topic: str, rate: int, total: int, partition
         raise RuntimeError("latency producer could not deliver everything")
 
 
-def percentile(values: list[float], q: int) -> float:
-    """The ``q``-th percentile (1..99) of ``values``."""
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0.1 to 99.9, in steps of 0.1) of ``values``."""
     if len(values) < 2:
         return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 10) - 1]
 
 
 def summary(values: list[float]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Smoke test of ``python -m bench``: it runs end to end on small counts and reports every figure.
+"""Smoke test of ``python -m bench``: it runs end to end on small counts, on the session's Apache Kafka,
+and reports every figure.
 
 Speed is not asserted here (the benchmark is run on demand and its ratios are reported in notes);
 what is checked is that every run completed, every record was accounted for (the benchmark itself
@@ -13,44 +14,53 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sidecar.brokers.apache_kafka import ApacheKafka
+
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = (
-    "direct_rps", "sidecar_rps", "ratio", "per_message_rps", "direct_p50_ms", "direct_p99_ms",
-    "sidecar_p50_ms", "sidecar_p99_ms", "sidecar_peak_rss_mb",
-)  # fmt: skip
 
 
-def test_bench_smoke(tmp_path: Path) -> None:
+def test_bench_smoke(tmp_path: Path, kafka: ApacheKafka) -> None:
     out = tmp_path / "bench.jsonl"
-    args = ["--records", "3000", "--per-message-records", "100", "--latency-rate", "500"]
-    args += ["--latency-seconds", "2", "--memory-seconds", "2", "--json", str(out)]
+    args = ["--bootstrap", kafka.bootstrap, "--sizes", "100,1024", "--records", "3000"]
+    args += ["--per-message-records", "100", "--latency-rate", "500", "--latency-seconds", "2"]
+    args += ["--memory-seconds", "2", "--json", str(out)]
     done = subprocess.run(
         [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[bench" in done.stderr  # progress on stderr
-    assert "sidecar (daemon + client)" in done.stdout  # the table
+    assert "CPU us/rec" in done.stdout  # the table
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text().strip()) == result
-    for key in KEYS:
-        assert isinstance(result[key], (int, float)), key
-    assert result["direct_rps"] > 0
-    assert result["sidecar_rps"] > 0
+    assert result["broker"] == f"cluster at {kafka.bootstrap}"
+    assert set(result["sizes"]) == {"100", "1024"}
+    for size in result["sizes"].values():
+        assert size["records"] == 3000
+        direct, sidecar = size["direct"], size["sidecar"]
+        assert direct["rps"] > 0
+        assert sidecar["rps"] > 0
+        # both timed to all committed, which comes after the app's own last ack
+        assert sidecar["app_rps"] >= sidecar["rps"]
+        assert size["ratio"] == round(sidecar["rps"] / direct["rps"], 3)
+        assert set(sidecar["cpu_us_per_record"]) == {"sidecar", "app", "total"}
+        assert set(direct["cpu_us_per_record"]) == {"consumer", "total"}
+        assert all(v > 0 for v in sidecar["cpu_us_per_record"].values())
+        assert direct["cpu_us_per_record"]["consumer"] > 0
     assert result["per_message_rps"] > 0
-    assert result["ratio"] == round(result["sidecar_rps"] / result["direct_rps"], 3)
-    assert result["latency_samples"] == 1000
-    assert 0 < result["direct_p50_ms"] <= result["direct_p99_ms"]
-    assert 0 < result["sidecar_p50_ms"] <= result["sidecar_p99_ms"]
-    assert result["sidecar_peak_rss_mb"] > 10
+    latency = result["latency"]
+    assert latency["samples"] == 1000
+    for q in ("p50", "p99", "p999"):
+        assert latency[q]["direct_ms"] > 0
+        assert latency[q]["sidecar_ms"] > 0
+        assert latency[q]["added_ms"] == round(latency[q]["sidecar_ms"] - latency[q]["direct_ms"], 3)
+    assert latency["p50"]["direct_ms"] <= latency["p99"]["direct_ms"] <= latency["p999"]["direct_ms"]
+    assert result["memory"]["sidecar_peak_rss_mb"] > 10
 
 
 def test_bench_refuses_bad_options() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--records", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "--records" in done.stderr
+    for bad, name in ((["--records", "0"], "--records"), (["--sizes", "100,x"], "--sizes")):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", *bad], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2
+        assert name in done.stderr
