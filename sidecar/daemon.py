@@ -38,6 +38,7 @@ from sidecar.member import GroupMember
 from sidecar.pipeline import Pipeline
 from sidecar.progress import ProgressWatch, Readings
 from sidecar.service import Server
+from sidecar.transport_security import CertificateFiles, TokenFile
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,16 @@ async def serve(config: Config) -> int:
     pipeline.attach(handoff)
     member = GroupMember(config, handoff)
 
-    server = Server(pipeline, config.grpc_address, config.ack_timeout_ms, config.max_request_bytes)
+    server = Server(
+        pipeline,
+        config.grpc_address,
+        config.ack_timeout_ms,
+        config.max_request_bytes,
+        max_streams=config.max_streams,
+        socket_mode=config.grpc_socket_mode,
+        tls=_tls(config),
+        token=TokenFile(config.grpc_token_file) if config.grpc_token_file else None,
+    )
     await server.start()
     draining = False
     # A revoke holds the poll thread for up to the revoke grace: only longer than that is "stuck".
@@ -104,8 +114,9 @@ async def serve(config: Config) -> int:
             await server.stop(grace_s=0)
             raise
     log.info(
-        "kafka-sidecar serving gRPC on %s%s; topics %s; %s member, group protocol %s",
+        "kafka-sidecar serving gRPC on %s (%s)%s; topics %s; %s member, group protocol %s",
         config.grpc_address,
+        _protection(config),
         f", HTTP on {config.http_address[0]}:{config.http_address[1]}" if config.http_address else "",
         ",".join(config.topics),
         f"static ({config.kafka['group.instance.id']})" if config.static_member else "dynamic",
@@ -191,6 +202,22 @@ def run(config: Config) -> int:
     except ListenError as exc:
         log.error("%s", exc)
         return EXIT_LISTEN
+
+
+def _protection(config: Config) -> str:
+    """How the gRPC port is protected, for the start-up line."""
+    parts = ["mutual TLS" if config.tls_client_ca_file else "TLS" if config.tls_cert_file else "plaintext"]
+    if config.grpc_token_file:
+        parts.append("bearer token")
+    if config.grpc_address.startswith("unix:"):
+        parts.append(f"socket mode 0{config.grpc_socket_mode:03o}")
+    return ", ".join(parts)
+
+
+def _tls(config: Config) -> CertificateFiles | None:
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    return CertificateFiles(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
 
 
 def _out_why(member: GroupMember) -> str | None:

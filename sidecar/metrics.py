@@ -75,6 +75,9 @@ LEASES_EXTENDED = Counter("kafka_sidecar_leases_extended", "Record leases the ap
 LEASES_EXPIRED = Counter("kafka_sidecar_leases_expired", "Records whose lease expired unacked (redelivered)")
 ACKS_REJECTED = Counter("kafka_sidecar_acks_rejected", "Ack/nack requests rejected", ["reason"])
 STREAMS_REJECTED = Counter("kafka_sidecar_streams_aborted", "App streams ended for a malformed request")
+STREAMS_REFUSED = Counter(
+    "kafka_sidecar_streams_refused", "App streams refused because SIDECAR_MAX_STREAMS were open"
+)
 
 # -- what the sidecar holds -----------------------------------------------------------------------
 

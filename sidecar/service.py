@@ -1,9 +1,11 @@
-"""The gRPC side: the ConsumerService stream, health and reflection. The only module that talks gRPC.
+"""The gRPC side: the ConsumerService stream, health and reflection, and the server they run on.
 
 Each ``Consume`` call is one app stream. A reader task applies the app's requests (credit, acks,
-nacks, lease extensions, rejects) to the pipeline; the handler itself writes what the pipeline sends
-to the stream's sink (record batches, assignment changes, rejections). Malformed requests end that stream with
-INVALID_ARGUMENT and a reason; its in-flight records are redelivered and nothing else is affected.
+nacks, lease extensions, rejects; checked by ``requests``) to the pipeline; the handler itself writes
+what the pipeline sends to the stream's sink (record batches, assignment changes, rejections; made by
+``responses``). Malformed requests end that stream with INVALID_ARGUMENT and a reason; its in-flight
+records are redelivered and nothing else is affected. With ``transport_security`` this is the only
+code that talks gRPC.
 """
 
 from __future__ import annotations
@@ -11,184 +13,32 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
-from operator import attrgetter
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import metrics, wire
+from sidecar import metrics
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.delivery import Rejection, RejectReason
 from sidecar.http import ListenError
-from sidecar.pipeline import Kind, Pipeline, Settlement
-from sidecar.records import AssignmentEvent, Record, TopicPartition, partition_runs
+from sidecar.pipeline import Pipeline
+from sidecar.records import AssignmentEvent, Record
+from sidecar.requests import BadRequest, settlements_of
+from sidecar.responses import assignment_response, records_response, rejection_response, serialize
+from sidecar.transport_security import CertificateFiles, TokenCheck, TokenFile, unix_socket_path
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ConsumerService"].full_name
-_REJECT_CODES = {
-    RejectReason.NOT_IN_FLIGHT: grpc.StatusCode.NOT_FOUND.value[0],
-    RejectReason.NOT_ASSIGNED: grpc.StatusCode.FAILED_PRECONDITION.value[0],
-    RejectReason.STALE: grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
-}
-_KINDS = {
-    Kind.ACK: pb.REQUEST_KIND_ACK,
-    Kind.NACK: pb.REQUEST_KIND_NACK,
-    Kind.EXTEND: pb.REQUEST_KIND_EXTEND,
-    Kind.REJECT: pb.REQUEST_KIND_REJECT,
-}
-_NOT_DONE = {
-    Kind.ACK: "not committed",
-    Kind.NACK: "not redelivered",
-    Kind.EXTEND: "lease not extended",
-    Kind.REJECT: "not dead-lettered",
-}
 MAX_MESSAGE_BYTES = 256 << 20  # what the sidecar sends: a batch, or one record larger than a batch
 DEFAULT_MAX_REQUEST_BYTES = 4 << 20  # SIDECAR_MAX_REQUEST_BYTES
-MAX_DELAY_MS = 7 * 24 * 3600 * 1000  # a nack delay beyond a week is surely a unit mistake
-MAX_REASON_BYTES = 4096
-
-
-class BadRequest(ValueError):
-    """A request that breaks the protocol; the stream ends with INVALID_ARGUMENT and this reason."""
-
-
-def _settlements(
-    items: list[pb.PartitionOffsets],
-    what: str,
-    kind: Kind = Kind.ACK,
-    delay_s: float | None = None,
-    reason: str = "",
-) -> list[Settlement]:
-    out = []
-    for item in items:
-        if not item.topic:
-            raise BadRequest(f"{what}: topic is empty")
-        if item.partition < 0:
-            raise BadRequest(f"{what} for {item.topic}: partition {item.partition} < 0")
-        offsets = list(item.offsets)
-        if offsets and min(offsets) < 0:
-            raise BadRequest(f"{what} for {item.topic}[{item.partition}]: negative offset {min(offsets)}")
-        ranges = []
-        for rng in item.ranges:
-            if rng.first < 0 or rng.last < rng.first:
-                raise BadRequest(
-                    f"{what} for {item.topic}[{item.partition}]: bad range {rng.first}..{rng.last} "
-                    "(need 0 <= first <= last)"
-                )
-            ranges.append((rng.first, rng.last))
-        out.append(
-            Settlement(TopicPartition(item.topic, item.partition), offsets, ranges, kind, delay_s, reason)
-        )
-    return out
-
-
-def _requests(request: pb.ConsumeRequest) -> list[Settlement]:
-    """Everything a request settles, in the order it is applied: acks, extends, nacks, rejects."""
-    items = _settlements(list(request.acks), "ack")
-    items += _settlements(list(request.extends), "extend", Kind.EXTEND)
-    items += _settlements(list(request.nacks), "nack", Kind.NACK)
-    for delayed in request.delayed_nacks:
-        if not 0 <= delayed.delay_ms <= MAX_DELAY_MS:
-            raise BadRequest(f"delayed nack: delay_ms {delayed.delay_ms} not in 0..{MAX_DELAY_MS}")
-        items += _settlements([delayed.offsets], "delayed nack", Kind.NACK, delayed.delay_ms / 1000)
-    for reject in request.rejects:
-        if len(reject.reason.encode()) > MAX_REASON_BYTES:
-            raise BadRequest(f"reject: reason longer than {MAX_REASON_BYTES} bytes")
-        items += _settlements([reject.offsets], "reject", Kind.REJECT, reason=reject.reason)
-    return items
-
-
-def _records_response(records: list[Record], ack_timeout_ms: int) -> bytes:
-    """The wire batch, serialized: a ``ConsumeResponse`` whose ``RecordBatch`` has one
-    ``PartitionRecords`` per partition, laid out by column instead of a message per record, which was
-    the sidecar's largest cost per record.
-
-    Each partition's number columns go through protobuf (bulk ``extend``s, then serialized); its bytes
-    columns are the records' wire fragments (``sidecar.wire``) joined after them, and the two messages
-    framed by hand around the result. Concatenated serialized messages are their merge, so the bytes
-    are copied once, here, instead of being parsed into the message and serialized out again.
-    """
-    by_partition: dict[tuple[str, int], list[Record]] = {}
-    for run in partition_runs(records):  # a batch is filled lane by lane: in runs
-        by_partition.setdefault((run[0].topic, run[0].partition), []).extend(run)
-    parts = [_ACK_TIMEOUT_TAG, wire.varint(ack_timeout_ms)] if ack_timeout_ms else []
-    for (topic, partition), group in by_partition.items():
-        columns = pb.PartitionRecords(topic=topic, partition=partition)
-        _fill_columns(columns, group)
-        head = columns.SerializeToString()
-        body = b"".join([r.wire for r in group])  # keys, values, header names and values
-        parts += (_PARTITIONS_TAG, wire.varint(len(head) + len(body)), head, body)
-    batch = b"".join(parts)
-    return b"".join((_RECORDS_TAG, wire.varint(len(batch)), batch))
-
-
-_RECORDS_TAG = wire.tag(pb.ConsumeResponse.RECORDS_FIELD_NUMBER)
-_ACK_TIMEOUT_TAG = wire.tag(pb.RecordBatch.ACK_TIMEOUT_MS_FIELD_NUMBER, wire.VARINT)
-_PARTITIONS_TAG = wire.tag(pb.RecordBatch.PARTITIONS_FIELD_NUMBER)
-
-
-def _serialize(response: pb.ConsumeResponse | bytes) -> bytes:
-    """The stream's serializer: record batches come serialized already (``_records_response``)."""
-    return response if isinstance(response, bytes) else response.SerializeToString()
-
-
-def _fill_columns(columns: pb.PartitionRecords, records: list[Record]) -> None:
-    """The number columns (and the null indexes) of ``records``, one partition's."""
-    columns.offsets.extend([r.offset for r in records])
-    columns.timestamps_ms.extend([r.timestamp_ms for r in records])
-    # librdkafka's timestamp type numbering matches the proto enum
-    columns.timestamp_types.extend([r.timestamp_type for r in records])  # type: ignore[misc]
-    columns.delivery_attempts.extend([r.attempt for r in records])
-    counts = [r.header_count for r in records]
-    if any(counts):
-        columns.header_counts.extend(counts)
-    if any(map(_nulls, records)):
-        _fill_nulls(columns, records, counts)
-
-
-_nulls = attrgetter("nulls")
-
-
-def _fill_nulls(columns: pb.PartitionRecords, records: list[Record], counts: list[int]) -> None:
-    """The indexes, in this batch, of the null keys, values and header values."""
-    columns.null_keys.extend([i for i, r in enumerate(records) if r.nulls & wire.NULL_KEY])
-    columns.null_values.extend([i for i, r in enumerate(records) if r.nulls & wire.NULL_VALUE])
-    base = 0
-    for record, count in zip(records, counts, strict=True):
-        columns.null_header_values.extend([base + i for i in record.null_headers])
-        base += count
-
-
-def _topic_partitions(
-    tps: frozenset[TopicPartition] | tuple[TopicPartition, ...],
-) -> list[pb.TopicPartitions]:
-    by_topic: dict[str, list[int]] = {}
-    for tp in tps:
-        by_topic.setdefault(tp.topic, []).append(tp.partition)
-    return [pb.TopicPartitions(topic=t, partitions=sorted(ps)) for t, ps in sorted(by_topic.items())]
-
-
-def _rejection(rejection: Rejection, kind: Kind) -> pb.ConsumeResponse:
-    offsets = pb.PartitionOffsets(
-        topic=rejection.tp.topic,
-        partition=rejection.tp.partition,
-        offsets=rejection.offsets,
-        ranges=[pb.OffsetRange(first=a, last=b) for a, b in rejection.ranges],
-    )
-    return pb.ConsumeResponse(
-        rejection=pb.Rejection(
-            code=_REJECT_CODES[rejection.reason],
-            reason=f"{kind.value} of {rejection.describe()}; {_NOT_DONE[kind]}",
-            offsets=offsets,
-            nack=kind is Kind.NACK,
-            kind=_KINDS[kind],
-        )
-    )
+KEEPALIVE_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+MIN_CLIENT_PING_MS = 10_000
 
 
 class _Abort:
@@ -209,27 +59,28 @@ class _StreamSink:
         self._ack_timeout_ms = ack_timeout_ms
 
     def send_records(self, records: list[Record]) -> None:
-        self.queue.put_nowait(_records_response(records, self._ack_timeout_ms))
+        self.queue.put_nowait(records_response(records, self._ack_timeout_ms))
 
     def send_assignment(self, event: AssignmentEvent) -> None:
-        change = pb.AssignmentChange(
-            assigned=_topic_partitions(event.assigned),
-            added=_topic_partitions(event.added),
-            revoked=_topic_partitions(event.revoked),
-            lost=event.lost,
-        )
-        self.queue.put_nowait(pb.ConsumeResponse(assignment=change))
+        self.queue.put_nowait(assignment_response(event))
 
 
 class ConsumerService(pb_grpc.ConsumerServiceServicer):
-    def __init__(self, pipeline: Pipeline, ack_timeout_ms: int = 0) -> None:
+    def __init__(self, pipeline: Pipeline, ack_timeout_ms: int = 0, max_streams: int = 1024) -> None:
         self._pipeline = pipeline
         self._ack_timeout_ms = ack_timeout_ms
+        self._max_streams = max_streams
         self._sinks: set[_StreamSink] = set()
 
     async def Consume(
         self, request_iterator: AsyncIterator[pb.ConsumeRequest], context: grpc.aio.ServicerContext
     ) -> None:
+        if len(self._sinks) >= self._max_streams:
+            metrics.STREAMS_REFUSED.inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many app streams: {self._max_streams} are open (SIDECAR_MAX_STREAMS)",
+            )
         sink = _StreamSink(self._ack_timeout_ms)
         sid = self._pipeline.open_stream(sink)
         self._sinks.add(sink)
@@ -286,11 +137,11 @@ class ConsumerService(pb_grpc.ConsumerServiceServicer):
             async for request in requests:
                 if request.credit < 0:
                     raise BadRequest(f"credit {request.credit} < 0: grant zero or more records")
-                items = _requests(request)
+                items = settlements_of(request)
                 if items:
                     for rejection, kind in pipeline.settle(sid, items):
                         log.debug("stream %d: rejected %s %s", sid, kind.value, rejection.describe())
-                        sink.queue.put_nowait(_rejection(rejection, kind))
+                        sink.queue.put_nowait(rejection_response(rejection, kind))
                 if request.credit:
                     pipeline.grant(sid, request.credit)
                 pipeline.pump()
@@ -331,15 +182,11 @@ def _bind_problem(address: str, exc: BaseException) -> str:
     return str(exc).split(";")[0] or "the address is not available"
 
 
-def _unix_socket_taken(address: str) -> str | None:
-    """Why ``address`` (a unix socket) cannot be taken: a process answers there. gRPC removes an
-    existing socket file and binds anew, so a second sidecar on the same path would silently take it
-    over from the first, whose app would then reach the wrong one. A file nobody answers on (left by
-    a process that died) is fine to replace."""
-    if not address.startswith("unix:"):
-        return None
-    path = address[len("unix:") :]
-    path = path[2:] if path.startswith("//") else path  # unix:///abs/path or unix:/abs or unix:rel
+def _unix_socket_taken(path: str) -> str | None:
+    """Why the unix socket ``path`` cannot be taken: a process answers there. gRPC removes an existing
+    socket file and binds anew, so a second sidecar on the same path would silently take it over from
+    the first, whose app would then reach the wrong one. A file nobody answers on (left by a process
+    that died) is fine to replace."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         try:
@@ -358,19 +205,40 @@ class Server:
         address: str,
         ack_timeout_ms: int = 0,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        *,
+        max_streams: int = 1024,
+        socket_mode: int = 0o660,
+        tls: CertificateFiles | None = None,
+        token: TokenFile | None = None,
     ) -> None:
         """``max_request_bytes`` bounds what one app request may cost to read and apply: gRPC ends a
-        stream whose request is larger with RESOURCE_EXHAUSTED, before the sidecar parses it."""
-        self.service = ConsumerService(pipeline, ack_timeout_ms)
+        stream whose request is larger with RESOURCE_EXHAUSTED, before the sidecar parses it.
+        ``max_streams`` bounds the app streams open at once; ``socket_mode`` is a unix socket's
+        permissions; ``tls`` and ``token`` are off when None (see ``transport_security``)."""
+        self.service = ConsumerService(pipeline, ack_timeout_ms, max_streams)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self._tls = tls
+        self._socket_mode = socket_mode
         self._server = grpc.aio.server(
+            interceptors=[TokenCheck(token)] if token is not None else None,
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", max_request_bytes),
                 # Without this, a second sidecar on the same port would bind too and apps would reach
                 # either of them at random.
                 ("grpc.so_reuseport", 0),
-            ]
+                # Per connection: more streams wait in the client instead of being opened.
+                ("grpc.max_concurrent_streams", max_streams),
+                # Ping an app connection with calls open every 30 s, and drop it when 10 s pass without
+                # an answer: an app that vanished without closing (a partitioned node) gives its records
+                # back in under a minute instead of the kernel's hours.
+                ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                # A client may ping at most every 10 s; one pinging faster is sent away (GOAWAY
+                # "too_many_pings") after two strikes, rather than keep the loop busy.
+                ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_MS),
+                ("grpc.http2.max_ping_strikes", 2),
+            ],
         )
         # Registered by hand rather than by the generated helper, for the serializer that passes the
         # ready-made record batches through.
@@ -378,7 +246,7 @@ class Server:
             "Consume": grpc.stream_stream_rpc_method_handler(
                 self.service.Consume,
                 request_deserializer=pb.ConsumeRequest.FromString,
-                response_serializer=_serialize,
+                response_serializer=serialize,
             )
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
@@ -396,19 +264,35 @@ class Server:
 
     async def start(self) -> None:
         """Listen on the address (or raise ListenError, having released everything) and start serving."""
-        problem = _unix_socket_taken(self.address)
-        try:
-            port = 0 if problem else self._server.add_insecure_port(self.address)
-        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
-            problem = _bind_problem(self.address, exc)
-        else:
-            if port == 0 and not problem and not self.address.startswith("unix:"):
-                problem = "the address is in use or not available"
+        path = unix_socket_path(self.address)
+        problem = _unix_socket_taken(path) if path else None
+        if problem is None:
+            problem = self._listen(path)
         if problem is not None:
             await self._server.stop(None)  # on this loop: a server left for the collector outlives it
             raise ListenError(f"cannot listen for gRPC on {self.address}: {problem}")
         await self._server.start()
         await self.set_serving(False)
+
+    def _listen(self, path: str | None) -> str | None:
+        """Bind the address (a unix socket with its mode from the start); why not, or None."""
+        # umask for the moment of the bind, so the socket is never more open than asked for
+        umask = os.umask(0o777 & ~self._socket_mode) if path else None
+        try:
+            if self._tls is not None:
+                port = self._server.add_secure_port(self.address, self._tls.credentials())
+            else:
+                port = self._server.add_insecure_port(self.address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            return _bind_problem(self.address, exc)
+        finally:
+            if umask is not None:
+                os.umask(umask)
+        if path:
+            os.chmod(path, self._socket_mode)  # exactly: a umask can only take permissions away
+        elif port == 0:
+            return "the address is in use or not available"
+        return None
 
     async def set_serving(self, serving: bool) -> None:
         status = (

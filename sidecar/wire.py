@@ -6,7 +6,7 @@ batch was built, on the event loop: up to nine objects per record, gone cold in 
 record was fetched, and touching them was half the cost of sending a batch. Now each record's share of
 those fields is encoded once, by the poll thread while the record is fresh, into one bytes object:
 ``Record.wire``. A batch's bytes columns are then the join of its records' fragments, written after
-the batch's number columns as they are (``service._records_response``).
+the batch's number columns as they are (``responses.records_response``).
 
 This works because protobuf lets repeated fields of different numbers interleave: a parser appends
 each element to its field in the order it comes, so the fragments of records r1, r2, ... joined are

@@ -23,7 +23,7 @@ from kafka_sidecar_client._proto import sidecar_pb2 as pb
 from kafka_sidecar_client._proto import sidecar_pb2_grpc
 from kafka_sidecar_client._records import records_from_batch
 from sidecar.records import Record as SidecarRecord
-from sidecar.service import _records_response
+from sidecar.responses import records_response
 
 # -- the fake sidecar ------------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ def record(
 
 def batch(*records: SidecarRecord, ack_timeout_ms: int = 0) -> pb.ConsumeResponse:
     """The batch as the sidecar's own encoder puts it on the wire (so these tests cover both ends)."""
-    wire = _records_response(list(records), ack_timeout_ms)
+    wire = records_response(list(records), ack_timeout_ms)
     return pb.ConsumeResponse.FromString(wire)
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sidecar import wire
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.records import Record
-from sidecar.service import _records_response
+from sidecar.responses import records_response
 
 Headers = list[tuple[str, bytes | None]] | None
 
@@ -76,7 +76,7 @@ def test_a_batch_parses_to_the_contract_whatever_the_records(
         record.attempt = attempt + n % 2
         records.append(record)
         data.append((key, value, headers))
-    sent = _records_response(records, 250)
+    sent = records_response(records, 250)
     assert pb.ConsumeResponse.FromString(sent) == reference(records, data)
 
 

@@ -12,6 +12,7 @@ from sidecar.config.naming import (
     KAFKA_PREFIX,
     POD_NAME,
     PROPERTY_NAME,
+    is_secret,
     is_service_link,
     property_name,
 )
@@ -54,16 +55,39 @@ def read_kafka_variables(environ: Mapping[str, str]) -> tuple[dict[str, str], di
                 "a librdkafka property: KAFKA_ + the property in upper case, with . written as _ and _ as __",
                 value,
             )
+        if name.endswith(".file"):  # KAFKA_SASL_PASSWORD_FILE: the secret comes from a file
+            name, value = _secret_from_file(variable, name.removesuffix(".file"), value)
         if name == "topic" or name in BY_FIELD:
             setting = BY_FIELD.get(name, BY_FIELD["topics"]).variable
             raise ConfigError(variable, f"no such librdkafka property; this is set with {setting}", value)
         if name in sources:
             expected = f"one variable per property; {sources[name]} already sets {name}"
-            raise ConfigError(variable, expected, value)
+            raise ConfigError(variable, expected, environ[variable])
         if not value.strip():
             raise ConfigError(variable, f"a value (unset {variable} for librdkafka's default)", value)
         properties[name], sources[name] = value, variable
     return properties, sources
+
+
+def _secret_from_file(variable: str, name: str, path: str) -> tuple[str, str]:
+    """(property, value) for ``KAFKA_<PROPERTY>_FILE=path``: the Kubernetes and Docker way to pass a secret
+    (a mounted Secret) without putting it in the environment. Only secret properties (passwords, JAAS
+    and OAuth configs, keys) may come from a file; librdkafka has no property ending in ``.file``."""
+    if not is_secret(name):
+        expected = (
+            f"a secret property to read from a file (a password, sasl.jaas.config, ...); "
+            f"{name} is not one: set {variable.removesuffix('_FILE')} instead"
+        )
+        raise ConfigError(variable, expected, path)
+    try:
+        with open(path.strip(), encoding="utf-8") as f:
+            value = f.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(variable, "", path, problem=f"cannot read the secret's file: {problem}") from None
+    if not value.strip():
+        raise ConfigError(variable, "", path, problem="the secret's file is empty")
+    return name, value
 
 
 class KafkaProperties:

@@ -14,8 +14,10 @@ from sidecar.config.values import (
     attempts,
     byte_size,
     choice,
+    file_mode,
     metadata_bytes,
     millis,
+    optional_file,
     optional_topic,
     parse_grpc_address,
     parse_http_address,
@@ -23,6 +25,7 @@ from sidecar.config.values import (
     parse_log_level,
     parse_topics,
     record_count,
+    token_file,
 )
 
 
@@ -38,6 +41,12 @@ class Config:
     max_batch_records: int
     max_batch_bytes: int
     max_request_bytes: int
+    max_streams: int
+    grpc_socket_mode: int  # permissions of a unix socket
+    tls_cert_file: str | None  # TLS on the gRPC port when set (with tls_key_file)
+    tls_key_file: str | None
+    tls_client_ca_file: str | None  # mutual TLS when set
+    grpc_token_file: str | None  # bearer-token authentication when set
     commit_interval_ms: int
     revoke_grace_ms: int
     drain_timeout_ms: int
@@ -81,6 +90,13 @@ class Config:
         max_batch_records = env.setting("max_batch_records", record_count(100000))
         max_batch_bytes = env.setting("max_batch_bytes", byte_size)
         max_request_bytes = env.setting("max_request_bytes", byte_size)
+        max_streams = env.setting("max_streams", record_count(1_000_000))
+        grpc_socket_mode = env.setting("grpc_socket_mode", file_mode)
+        tls_cert_file = env.setting("tls_cert_file", optional_file)
+        tls_key_file = env.setting("tls_key_file", optional_file)
+        tls_client_ca_file = env.setting("tls_client_ca_file", optional_file)
+        _check_tls(tls_cert_file, tls_key_file, tls_client_ca_file)
+        grpc_token_file = env.setting("grpc_token_file", token_file)
         commit_interval_ms = env.setting("commit_interval_ms", millis(1))
         revoke_grace_ms = env.setting("revoke_grace_ms", millis(0))
         drain_timeout_ms = env.setting("drain_timeout_ms", millis(0))
@@ -110,6 +126,12 @@ class Config:
             max_batch_records=max_batch_records,
             max_batch_bytes=max_batch_bytes,
             max_request_bytes=max_request_bytes,
+            max_streams=max_streams,
+            grpc_socket_mode=grpc_socket_mode,
+            tls_cert_file=tls_cert_file,
+            tls_key_file=tls_key_file,
+            tls_client_ca_file=tls_client_ca_file,
+            grpc_token_file=grpc_token_file,
             commit_interval_ms=commit_interval_ms,
             revoke_grace_ms=revoke_grace_ms,
             drain_timeout_ms=drain_timeout_ms,
@@ -158,12 +180,30 @@ class Config:
             return ",".join(self.topics)
         if field == "dlq_topic":
             return self.dlq_topic or "(none)"
+        if field == "grpc_socket_mode":
+            return f"0{self.grpc_socket_mode:03o}"
         if field == "http_address":
             if self.http_address is None:
                 return "off"
             host, port = self.http_address
             return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if value is None:  # an optional file not given
+            return "(none)"
         return str(value)
+
+
+def _check_tls(cert: str | None, key: str | None, client_ca: str | None) -> None:
+    """A certificate needs its key and the other way round; mutual TLS needs TLS."""
+    if cert and not key:
+        raise ConfigError("SIDECAR_TLS_KEY_FILE", "the private key of SIDECAR_TLS_CERT_FILE (PEM)")
+    if key and not cert:
+        raise ConfigError("SIDECAR_TLS_CERT_FILE", "the certificate chain of SIDECAR_TLS_KEY_FILE (PEM)")
+    if client_ca and not cert:
+        raise ConfigError(
+            "SIDECAR_TLS_CLIENT_CA_FILE",
+            "mutual TLS needs TLS: set SIDECAR_TLS_CERT_FILE and SIDECAR_TLS_KEY_FILE too",
+            client_ca,
+        )
 
 
 def _table(title: str, rows: Iterable[tuple[str, str, str]], widths: tuple[int, int]) -> list[str]:

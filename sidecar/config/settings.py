@@ -70,6 +70,37 @@ SETTINGS = (
         "Largest app request (acks, nacks, credit) the sidecar reads; a larger one ends that stream.",
     ),
     Setting(
+        "SIDECAR_MAX_STREAMS",
+        "max_streams",
+        "1024",
+        "Most app streams open at once; one more is refused with RESOURCE_EXHAUSTED.",
+    ),
+    Setting(
+        "SIDECAR_GRPC_SOCKET_MODE",
+        "grpc_socket_mode",
+        "0660",
+        "Permissions of the unix socket (octal): who may connect. 0660: the owner and its group.",
+    ),
+    Setting(
+        "SIDECAR_TLS_CERT_FILE",
+        "tls_cert_file",
+        "",
+        "PEM certificate chain the gRPC port serves TLS with (with SIDECAR_TLS_KEY_FILE); re-read on change.",
+    ),
+    Setting("SIDECAR_TLS_KEY_FILE", "tls_key_file", "", "PEM private key of SIDECAR_TLS_CERT_FILE."),
+    Setting(
+        "SIDECAR_TLS_CLIENT_CA_FILE",
+        "tls_client_ca_file",
+        "",
+        "PEM CA bundle; apps must present a certificate it signed (mutual TLS).",
+    ),
+    Setting(
+        "SIDECAR_GRPC_TOKEN_FILE",
+        "grpc_token_file",
+        "",
+        "File with the bearer token apps must send (metadata authorization: Bearer ...); re-read on change.",
+    ),
+    Setting(
         "SIDECAR_COMMIT_INTERVAL_MS", "commit_interval_ms", "1000", "How often acked offsets are committed."
     ),
     Setting(

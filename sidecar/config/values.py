@@ -136,6 +136,36 @@ def optional_topic(text: str) -> str | None:
     return text
 
 
+def optional_file(text: str) -> str | None:
+    """A readable file (a certificate, a key, a token), or None when unset."""
+    if not text:
+        return None
+    try:
+        with open(text, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise Invalid(f"a readable file; {json.dumps(text)}: {exc.strerror or exc}") from None
+    return text
+
+
+def token_file(text: str) -> str | None:
+    """A readable file holding a token (not empty), or None when unset."""
+    path = optional_file(text)
+    if path is not None:
+        with open(path, "rb") as f:
+            if not f.read().strip():
+                raise Invalid(f"a file holding the token; {json.dumps(path)} is empty")
+    return path
+
+
+def file_mode(text: str) -> int:
+    """Octal permissions, such as 0660 or 600."""
+    expected = "octal permissions from 0 to 0777, such as 0660"
+    if not re.fullmatch(r"0?[0-7]{1,3}|0o[0-7]{1,3}", text):
+        raise Invalid(expected)
+    return int(text.removeprefix("0o"), 8)
+
+
 def attempts(text: str) -> int:
     return whole(text, "a whole number of deliveries >= 0 (0 = unlimited)", 0)
 

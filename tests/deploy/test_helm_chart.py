@@ -60,6 +60,13 @@ EVERY_SIDECAR_SETTING: dict[str, Any] = {
     "maxBatchRecords": 200,
     "maxBatchBytes": 524288,
     "maxRequestBytes": "8MiB",
+    "maxStreams": 64,
+    "grpcSocketMode": "0600",
+    # files the configuration can read here (it checks they are readable): any will do
+    "tlsCertFile": str(Path(__file__).resolve()),
+    "tlsKeyFile": str(Path(__file__).resolve()),
+    "tlsClientCaFile": str(Path(__file__).resolve()),
+    "grpcTokenFile": str(Path(__file__).resolve()),
     "commitIntervalMs": 2000,
     "revokeGraceMs": 5000,
     "drainTimeoutMs": 15000,
