@@ -221,9 +221,12 @@ def _tls(config: Config) -> CertificateFiles | None:
 
 
 def _out_why(member: GroupMember) -> str | None:
-    """Why the member is not in the group though it runs: it waits to join again, or (not joined yet)
-    no broker answers. A joined member stays ready through a broker outage: it still holds its
+    """Why the member is not in the group, or not served by it, though it runs: it waits to join again;
+    Kafka refuses it (credentials, TLS trust, ACLs: joined or not, it gets no records); or, not joined
+    yet, no broker answers. A joined member stays ready through a broker outage: it still holds its
     partitions and the records in hand, and commits when the brokers are back."""
     if member.waiting is not None:
         return member.waiting
+    if member.reach.refusal is not None:
+        return member.reach.problem()
     return None if member.joined.is_set() else member.reach.problem()

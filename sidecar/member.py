@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from sidecar import metrics
-from sidecar.client_events import ClientEvents
+from sidecar.client_events import ClientEvents, InstanceIdHeld
 from sidecar.config import Config
 from sidecar.fetching import FULL_WAIT_S, FetchControl
 from sidecar.handoff import Close, Commit, Committed, Handoff, Hold, Offsets
@@ -42,19 +42,6 @@ COMMITTED_TIMEOUT_S = 10.0
 # long, doubled each time up to the cap; the old session ends at the group's session timeout.
 REJOIN_BACKOFF_S = 1.0
 REJOIN_BACKOFF_MAX_S = 8.0
-
-
-class InstanceIdHeld(Exception):
-    """The broker refused our group.instance.id: an earlier session of it has not ended yet."""
-
-
-def _unreleased_instance_id(error: KafkaError) -> bool:
-    """Whether a fatal error is UNRELEASED_INSTANCE_ID.
-
-    librdkafka reports a fatal consumer error as ``_FATAL`` with the original error only in the text,
-    so the text is matched against librdkafka's own description of that error.
-    """
-    return KafkaError(KafkaError.UNRELEASED_INSTANCE_ID).str() in error.str()
 
 
 def consume_available(consumer: Consumer, limit: int) -> list[Message]:
@@ -277,7 +264,7 @@ class GroupMember:
         for message in messages:
             error = message.error()
             if error is not None:
-                self._on_message_error(error)
+                self._events.on_message_error(error)
                 continue
             ts_type, ts = message.timestamp()
             if ts_type == 0:  # TIMESTAMP_NOT_AVAILABLE: librdkafka gives -1, the contract says 0
@@ -299,19 +286,8 @@ class GroupMember:
         if records:
             metrics.RECORDS_RECEIVED.inc(len(records))
             self._handoff.records(records, nbytes)
-            if self.reach.down_since is not None:
+            if self.reach.troubled:
                 self.reach.contact()
-
-    def _on_message_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._PARTITION_EOF:
-            return
-        # A fatal error leaves the consumer unusable. librdkafka reports it as _FATAL, whose fatal()
-        # is not always set on the message. Going on would poll a dead consumer forever, looking alive.
-        if error.fatal() or error.code() == KafkaError._FATAL:
-            if _unreleased_instance_id(error):
-                raise InstanceIdHeld(error.str())
-            raise KafkaException(error)
-        log.warning("consumer error: %s", error)
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -392,7 +368,7 @@ class GroupMember:
         self._new_epoch(tps)
         self._fetching.assignment_changed = True
         self._handoff.assigned(tps, self._committed(consumer, partitions), self._epoch)
-        self.reach.contact()
+        self.reach.contact(admitted=bool(tps))
         self.joined.set()
         self.rebalances.assigned(tps, _generation(consumer), consumer.memberid() or "")  # logs it
 

@@ -1,4 +1,5 @@
-"""Whether the member reaches its brokers: one line while it cannot, instead of one per failed connect.
+"""Whether the member reaches its brokers and they let it in: one line while not, instead of one per
+failed connect or refused request.
 
 librdkafka reports every failed connection (with its quick first reconnects, some twenty a second to
 a refused port), once in its log and again through the error callback. This keeps the story instead:
@@ -6,6 +7,10 @@ a WARNING when no broker can be reached, another every ``LOG_EVERY_S`` while tha
 long, and the last cause), and an INFO line when contact is back. One broker failing while others
 answer (a broker restarting) is a line once it has failed a few times, at most every
 ``LOG_EVERY_S``. While the member has not joined, the same sentence is ``/readyz``'s reason.
+
+A refusal is told the same way: the brokers answer but will not have the sidecar (SASL
+authentication failed, their TLS certificate is not trusted, no READ on the topic or the group). It
+is named plainly, with what to check, and it is ``/readyz``'s reason until the member is let in.
 
 It never gives up. An unreachable cluster (an outage, a network policy, a wrong address) is not cured
 by restarting the sidecar, and a restart would drop what the app holds in hand, to be delivered again;
@@ -53,6 +58,9 @@ class Reachability:
         self._logged_at = 0.0
         self._one_logged_at = -log_every_s  # a single broker's failure, while others answer
         self.failures = 0  # since contact was last seen
+        self.refusal: str | None = None  # why the brokers will not have the sidecar, until let in
+        self._refused_logged_at = 0.0
+        self._refusals = 0
 
     def failed(self, text: str) -> None:
         """A connection to a broker failed. While others answer, that is a line now and then; once
@@ -91,8 +99,33 @@ class Reachability:
             extra={"event": "brokers_unreachable", "brokers": self._brokers, "cause": self._cause},
         )
 
-    def contact(self) -> None:
-        """The brokers answered: back to normal, saying so if they had not been reachable."""
+    def refused(self, reason: str) -> None:
+        """The brokers answer but refuse the sidecar: ``reason`` says why and what to check."""
+        now = self._clock()
+        self._refusals += 1
+        if reason != self.refusal or now - self._refused_logged_at >= self._every:
+            first = self.refusal is None
+            self.refusal, self._refused_logged_at = reason, now
+            log.warning(
+                "Kafka refuses the sidecar: %s%s",
+                reason,
+                f" (trying again; said again every {self._every:.0f} s while it lasts)"
+                if first
+                else f" ({self._refusals} times so far)",
+                extra={"event": "kafka_refuses", "brokers": self._brokers, "cause": reason},
+            )
+
+    @property
+    def troubled(self) -> bool:
+        """Unreachable or refused: a sign of contact is news worth a line."""
+        return self.down_since is not None or self.refusal is not None
+
+    def contact(self, *, admitted: bool = True) -> None:
+        """The brokers answered (``admitted``: and let the member have what it asked for; an empty
+        assignment proves only the first): back to normal, saying so if they had not."""
+        if self.refusal is not None and admitted:
+            log.info("Kafka accepts the sidecar now (it refused it %d times)", self._refusals)
+            self.refusal, self._refusals = None, 0
         if self.down_since is None:
             return
         log.info(
@@ -106,7 +139,10 @@ class Reachability:
         self._cause = ""
 
     def problem(self) -> str | None:
-        """``cannot reach brokers B for N s: cause``, or None when nothing says they are unreachable."""
+        """Why the member cannot be in its group: Kafka refuses it, or ``cannot reach brokers B for N s:
+        cause``; None when nothing says so."""
+        if self.refusal is not None:
+            return f"Kafka refuses the sidecar: {self.refusal}"
         since = self.down_since
         if since is None:
             return None

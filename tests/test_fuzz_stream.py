@@ -79,22 +79,25 @@ class StreamFuzz(RuleBasedStateMachine):
             if response.WhichOneof("event") == "records":
                 self.delivered += [(r.partition, r.offset) for r in rows(response.records)]
 
-    def _target(self, data: st.DataObject, foreign: bool) -> tuple[str, int, list[int]]:
-        """A partition and offsets: mostly of records this stream was given, sometimes anything."""
-        if self.delivered and not foreign:
-            picks = data.draw(st.lists(st.sampled_from(self.delivered), min_size=1, max_size=20))
-            partition = picks[0][0]
-            return self.topic, partition, [o for p, o in picks if p == partition]
+    def _offsets(self, data: st.DataObject, record: bool) -> pb.PartitionOffsets:
+        """Offsets of one partition: mostly of records this stream was given, sometimes anything.
+
+        Every call draws the same shape of choices whatever the sidecar did (Hypothesis refuses data
+        generation that depends on outside state), and the state only decides how they are read.
+        """
+        foreign = data.draw(st.booleans())
+        picks = data.draw(st.lists(st.integers(min_value=0, max_value=1 << 20), min_size=1, max_size=20))
         topic = data.draw(st.sampled_from([self.topic, self.topic, "not-our-topic"]))
         partition = data.draw(st.integers(min_value=0, max_value=PARTITIONS + 1))
-        return topic, partition, data.draw(st.lists(offsets_st, max_size=20))
-
-    def _offsets(self, data: st.DataObject, record: bool) -> pb.PartitionOffsets:
-        foreign = data.draw(st.booleans()) if self.delivered else True
-        topic, partition, singles = self._target(data, foreign)
+        singles = data.draw(st.lists(offsets_st, max_size=20))
         ranges = data.draw(
             st.lists(st.tuples(offsets_st, st.integers(min_value=0, max_value=200)), max_size=4)
         )
+        if self.delivered and not foreign:
+            chosen = [self.delivered[i % len(self.delivered)] for i in picks]
+            topic, partition = self.topic, chosen[0][0]
+            singles = [o for p, o in chosen if p == partition]
+            ranges = ranges[:1]
         item = pb.PartitionOffsets(
             topic=topic,
             partition=partition,

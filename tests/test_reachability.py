@@ -72,3 +72,24 @@ def test_all_down_without_a_failed_connect_names_what_librdkafka_said() -> None:
     reach = Reachability("k:9092", Clock())
     reach.all_down("1/1 brokers are down")
     assert reach.problem() == "cannot reach brokers k:9092 for 0 s: 1/1 brokers are down"
+
+
+def test_a_refusal_is_one_line_the_reason_and_ends_when_let_in(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    reach = Reachability("k:9093", clock)
+    caplog.set_level(logging.INFO, "sidecar.reachability")
+    why = "Broker: Topic authorization failed (grant the sidecar's principal READ on the topic)"
+    for _ in range(100):
+        clock.now += 0.1
+        reach.refused(why)
+    assert reach.problem() == f"Kafka refuses the sidecar: {why}"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Kafka refuses the sidecar: {why} (trying again; said again every 30 s while it lasts)"
+    ]
+    reach.contact(admitted=False)  # an empty assignment: the group let it in, the topic did not
+    assert reach.problem() is not None
+    reach.refused("SASL authentication error: bad (check ...)")  # another reason: said at once
+    assert caplog.records[-1].getMessage().startswith("Kafka refuses the sidecar: SASL authentication error")
+    reach.contact()
+    assert reach.problem() is None
+    assert caplog.records[-1].getMessage() == "Kafka accepts the sidecar now (it refused it 101 times)"

@@ -74,3 +74,10 @@ class Authority:
             )
         )
         return pem
+
+
+def keystore(pem: Pem) -> Path:
+    """One PEM file with the key and then the certificate: a Kafka listener's PEM keystore."""
+    path = pem.cert.with_suffix(".keystore.pem")
+    path.write_bytes(pem.key.read_bytes() + pem.cert.read_bytes())
+    return path

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sidecar.brokers.kafka_jars import BUILD_DIR, BrokerSetupError, assemble, find_java, kafka_version
+from sidecar.brokers.sasl_ssl import SaslSsl
 from sidecar.embedded import LocalBroker, file_tail, free_port, port_accepts
 
 __all__ = ["ApacheKafka", "BrokerSetupError", "consumer_group_timeouts"]
@@ -112,9 +113,14 @@ class ApacheKafka(LocalBroker):
     """
 
     def __init__(
-        self, workdir: str | os.PathLike[str] | None = None, *, config: Mapping[str, str] | None = None
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        config: Mapping[str, str] | None = None,
+        sasl_ssl: SaslSsl | None = None,
     ) -> None:
-        """Prepare (not start): pick the ports and the work directory."""
+        """Prepare (not start): pick the ports and the work directory. ``sasl_ssl`` adds a SASL_SSL
+        listener with SCRAM users and the ACL authorizer (see ``sasl_ssl``)."""
         self.workdir = (
             Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="apache-kafka-"))
         )
@@ -129,6 +135,9 @@ class ApacheKafka(LocalBroker):
                 "log.dirs": str(self.workdir / "data"),
             }
         )
+        self.sasl_ssl = sasl_ssl
+        if sasl_ssl is not None:
+            self.config.update(sasl_ssl.server_config(self.port, self.controller_port))
         self.config.update(config or {})
         self.version = kafka_version()
         self.start_seconds: float | None = None
@@ -178,9 +187,10 @@ class ApacheKafka(LocalBroker):
         properties.write_text("".join(f"{key}={value}\n" for key, value in sorted(self.config.items())))
         classpath = f"{libs}/*"
         cluster_id = _cluster_id()
+        users = self.sasl_ssl.format_args() if self.sasl_ssl else []
         fmt = subprocess.run(
             [java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(properties)],
+             "-t", cluster_id, "-c", str(properties), *users],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if fmt.returncode != 0:
