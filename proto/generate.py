@@ -295,8 +295,16 @@ def stale(languages: tuple[Language, ...] = LANGUAGES) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
+    parser.add_argument(
+        "--java-tools",
+        action="store_true",
+        help="print the Maven coordinates of the protoc and grpc-java plugin the Java code needs",
+    )
     args = parser.parse_args()
     try:
+        if args.java_tools:
+            print("\n".join(java_tools()))
+            return 0
         if args.check:
             diff = stale()
             for line in diff:
