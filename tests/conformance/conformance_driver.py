@@ -5,9 +5,10 @@ scenario is written once, here and in test_conformance.py, and holds every clien
 behaviour. The app protocol (one JSON object per line):
 
 - to the app, on stdin: ``{"seq": n, "op": ...}`` with op ``connect`` (``address``,
-  ``max_in_flight``, optional ``manage_leases`` and ``max_lease_ms``), ``ack``/``extend`` (``ids``), ``nack`` (``ids``, optional ``delay_ms``),
-  ``reject`` (``ids``, ``reason``), ``ack_offsets`` (``topic``, ``partition``, ``offsets``,
-  ``ranges`` as ``[first, last]`` pairs), ``flush``, ``close``. End of stdin: close and exit 0.
+  ``max_in_flight``, optional ``manage_leases`` and ``max_lease_ms``), ``ack``/``extend`` (``ids``),
+  ``nack`` (``ids``, optional ``delay_ms``), ``reject`` (``ids``, ``reason``), ``ack_offsets``
+  (``topic``, ``partition``, ``offsets``, ``ranges`` as ``[first, last]`` pairs), ``flush``,
+  ``close``. End of stdin: close and exit 0.
 - from the app, on stdout: ``{"event": "ok"|"failed", "seq": n}`` once an instruction is done; and as
   they happen ``record`` (``id``, ``topic``, ``partition``, ``offset``, ``key``/``value`` base64 or
   null, ``headers`` as ``[key, base64 or null]``, ``timestamp_ms``, ``delivery_attempt``),

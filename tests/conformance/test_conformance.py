@@ -377,7 +377,7 @@ def _extended(requests: list[pb.ConsumeRequest]) -> list[set[tuple[int, int]]]:
     """For each request with extends, the (partition, offset)s it extends, ranges expanded."""
     out = []
     for r in requests:
-        got = set()
+        got: set[tuple[int, int]] = set()
         for po in r.extends:
             got.update((po.partition, o) for o in po.offsets)
             got.update((po.partition, o) for rng in po.ranges for o in range(rng.first, rng.last + 1))
