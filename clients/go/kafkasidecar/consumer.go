@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/kafka-sidecar/kafka-sidecar/clients/go/sidecarpb"
@@ -185,7 +186,7 @@ func Connect(address string, opts ...Option) (*Consumer, error) {
 	// The channel's own reconnect backoff defaults to 1 s..120 s; align it with ours, or a restarted
 	// sidecar would be ignored until the channel's next attempt.
 	dial := []grpc.DialOption{
-		grpc.WithInsecure(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // a pod-local socket or loopback
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
@@ -194,9 +195,9 @@ func Connect(address string, opts ...Option) (*Consumer, error) {
 			MinConnectTimeout: time.Second,
 		}),
 	}
-	conn, err := grpc.Dial(address, append(dial, cfg.dialOptions...)...)
+	conn, err := grpc.NewClient(address, append(dial, cfg.dialOptions...)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafkasidecar: dial %s: %w", address, err)
+		return nil, fmt.Errorf("kafkasidecar: client for %s: %w", address, err)
 	}
 	c := &Consumer{
 		address: address,
