@@ -635,13 +635,15 @@ async def test_lease_management_can_be_turned_off(fake: FakeSidecar) -> None:
 
 
 async def test_records_held_past_max_lease_are_let_go(fake: FakeSidecar) -> None:
-    async with AsyncConsumer(fake.address, max_in_flight=10, max_lease=0.35) as c:
+    async with AsyncConsumer(fake.address, max_in_flight=10, max_lease=0.7) as c:
         fake.send(0, batch(record(0, 0), ack_timeout_ms=200))
         await c.receive(timeout=5)
-        await asyncio.sleep(0.8)
-        extended = _extended(fake.requests[0])
-    # Arrived at 0; a renewal at ~0.1-0.15 s ends by 0.35 s; the next would end past it: let go.
-    assert len(extended) == 1, extended
+        # Extended from 0.1 s (half its lease) while a fresh lease ends by 0.7 s: never after 0.5 s.
+        await asyncio.sleep(1.0)
+        assert _extended(fake.requests[0]), "extended before the max lease"
+        seen = len(fake.requests[0])
+        await asyncio.sleep(0.5)
+        assert not _extended(fake.requests[0][seen:]), "let go: no longer extended"
 
 
 def test_max_lease_must_be_positive() -> None:
