@@ -19,6 +19,7 @@ import pytest
 import kafka_sidecar_client._async as client_async
 from kafka_sidecar_client import AssignmentChange, AsyncConsumer, Consumer, Record, Rejection, SidecarError
 from kafka_sidecar_client._acks import AckBuffer, compress
+from kafka_sidecar_client._leases import NEVER, Lease, first_lease, renew
 from kafka_sidecar_client._proto import sidecar_pb2 as pb
 from kafka_sidecar_client._proto import sidecar_pb2_grpc
 from kafka_sidecar_client._records import records_from_batch
@@ -557,3 +558,94 @@ def test_a_batch_interleaving_partitions_keeps_each_partition_in_order() -> None
         ("t", 1, 6),
         ("u", 0, 2),
     ]
+
+
+# -- lease management ---------------------------------------------------------------------------------
+
+
+def test_renew_extends_what_is_past_half_its_lease_and_lets_go_past_max_lease() -> None:
+    old = first_lease(0.0, 10.0, 25.0)  # lease until 10 s, extended until 25 s after arrival
+    young = first_lease(4.0, 10.0, 25.0)
+    held = {("t", 0): dict.fromkeys([1, 2, 3], old), ("t", 1): {7: young}}
+    assert renew(held, 4.0, 10.0) == ({}, 0), "nothing is past half of its lease yet"
+
+    extend, let_go = renew(held, 5.5, 10.0)
+    assert (extend, let_go) == ({("t", 0): [1, 2, 3]}, 0)
+    assert held[("t", 0)][1] == Lease(15.5, 25.0), "a fresh lease from now, the same max lease"
+    assert held[("t", 0)][1] is held[("t", 0)][3], "records renewed together share one lease"
+    assert held[("t", 1)][7] is young
+
+    del held[("t", 0)][2]  # acked meanwhile: no longer held, never extended
+    extend, let_go = renew(held, 11.0, 10.0)
+    assert (extend, let_go) == ({("t", 0): [1, 3], ("t", 1): [7]}, 0)
+    extend, let_go = renew(held, 16.5, 10.0)  # a lease from now would end at 26.5: past 25, not 29
+    assert (extend, let_go) == ({("t", 1): [7]}, 2), "held past max lease: let go"
+    assert held[("t", 0)][1] is NEVER
+    assert renew(held, 1e9, 10.0) == ({}, 1), "let-go records stay let go; (t, 1) now goes too"
+    assert all(held[("t", 0)][o] is NEVER for o in (1, 3))
+
+
+def test_records_without_a_deadline_are_never_extended() -> None:
+    held = {("t", 0): {1: first_lease(0.0, None, 3600.0)}}
+    assert renew(held, 1e6, 10.0) == ({}, 0)
+
+
+def _extended(requests: list[pb.ConsumeRequest]) -> list[tuple[int, list[int]]]:
+    """(request index, offsets extended) for each request with extends, ranges expanded."""
+    out = []
+    for i, request in enumerate(requests):
+        offsets: list[int] = []
+        for po in request.extends:
+            offsets += po.offsets
+            for r in po.ranges:
+                offsets += range(r.first, r.last + 1)
+        if offsets:
+            out.append((i, sorted(offsets)))
+    return out
+
+
+async def test_held_records_are_extended_in_one_request_per_tick(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=10) as c:
+        fake.send(0, batch(*(record(0, o) for o in range(6)), ack_timeout_ms=200))
+        got = await c.receive(timeout=5)
+        c.ack(got[:2])  # finished: never extended
+        await asyncio.sleep(0.7)  # three and a half leases
+        requests = list(fake.requests[0])
+        extended = _extended(requests)
+        assert len(extended) >= 3, f"held records must be extended every half lease: {requests}"
+        assert all(offsets == [2, 3, 4, 5] for _, offsets in extended), extended
+        assert all(len(requests[i].extends) == 1 and requests[i].extends[0].ranges for i, _ in extended), (
+            "one request, contiguous offsets as one range"
+        )
+        assert c.lease_extensions == 4 * len(extended)
+        c.ack(got[2:])
+        await asyncio.wait_for(c.flush(), 5)
+        count = len(fake.requests[0])
+        await asyncio.sleep(0.3)
+        assert not _extended(fake.requests[0][count:]), "nothing held, nothing extended"
+
+
+async def test_lease_management_can_be_turned_off(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=10, manage_leases=False) as c:
+        fake.send(0, batch(record(0, 0), ack_timeout_ms=100))
+        await c.receive(timeout=5)
+        await asyncio.sleep(0.4)
+        assert not _extended(fake.requests[0])
+        assert c.lease_extensions == 0
+
+
+async def test_records_held_past_max_lease_are_let_go(fake: FakeSidecar) -> None:
+    async with AsyncConsumer(fake.address, max_in_flight=10, max_lease=0.7) as c:
+        fake.send(0, batch(record(0, 0), ack_timeout_ms=200))
+        await c.receive(timeout=5)
+        # Extended from 0.1 s (half its lease) while a fresh lease ends by 0.7 s: never after 0.5 s.
+        await asyncio.sleep(1.0)
+        assert _extended(fake.requests[0]), "extended before the max lease"
+        seen = len(fake.requests[0])
+        await asyncio.sleep(0.5)
+        assert not _extended(fake.requests[0][seen:]), "let go: no longer extended"
+
+
+def test_max_lease_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_lease"):
+        AsyncConsumer("127.0.0.1:1", max_lease=0)

@@ -94,6 +94,8 @@ class App:
                 max_in_flight=ins["max_in_flight"],
                 on_assignment=self.on_assignment,
                 on_rejection=self.on_rejection,
+                manage_leases=ins.get("manage_leases", True),
+                max_lease=ins.get("max_lease_ms", 3_600_000) / 1000,
             )
             await self.consumer.connect()
             self.receiver = asyncio.create_task(self.receive(self.consumer))

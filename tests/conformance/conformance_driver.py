@@ -1,13 +1,14 @@
 """The conformance driver: runs one client's conformance app and talks to it in JSON lines.
 
-Every client library (Python, Go, TypeScript) has a small app that follows instructions, so each
+Every client library (Python, Go, TypeScript, Java) has a small app that follows instructions, so each
 scenario is written once, here and in test_conformance.py, and holds every client to the same
 behaviour. The app protocol (one JSON object per line):
 
 - to the app, on stdin: ``{"seq": n, "op": ...}`` with op ``connect`` (``address``,
-  ``max_in_flight``), ``ack``/``extend`` (``ids``), ``nack`` (``ids``, optional ``delay_ms``),
-  ``reject`` (``ids``, ``reason``), ``ack_offsets`` (``topic``, ``partition``, ``offsets``,
-  ``ranges`` as ``[first, last]`` pairs), ``flush``, ``close``. End of stdin: close and exit 0.
+  ``max_in_flight``, optional ``manage_leases`` and ``max_lease_ms``), ``ack``/``extend`` (``ids``),
+  ``nack`` (``ids``, optional ``delay_ms``), ``reject`` (``ids``, ``reason``), ``ack_offsets``
+  (``topic``, ``partition``, ``offsets``, ``ranges`` as ``[first, last]`` pairs), ``flush``,
+  ``close``. End of stdin: close and exit 0.
 - from the app, on stdout: ``{"event": "ok"|"failed", "seq": n}`` once an instruction is done; and as
   they happen ``record`` (``id``, ``topic``, ``partition``, ``offset``, ``key``/``value`` base64 or
   null, ``headers`` as ``[key, base64 or null]``, ``timestamp_ms``, ``delivery_attempt``),
@@ -39,7 +40,8 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[2]
 GO_CLIENT = REPO / "clients" / "go"
 TS_CLIENT = REPO / "clients" / "typescript"
-LANGUAGES = ("python", "go", "typescript")
+JAVA_CLIENT = REPO / "clients" / "java"
+LANGUAGES = ("python", "go", "typescript", "java")
 _SETUP_HINT = "install the client toolchains with `bash .ci/clients` (as root)"
 
 
@@ -77,7 +79,41 @@ def build_app(lang: str, out_dir: Path) -> list[str]:
             raise ToolchainMissing(f"{TS_CLIENT / 'node_modules'} is missing (npm ci); {_SETUP_HINT}")
         _run([str(tsc), "-p", "tsconfig.json"], TS_CLIENT, env, "tsc")
         return ["node", str(TS_CLIENT / "dist" / "conformance" / "main.js")]
+    if lang == "java":
+        return _build_java(out_dir, env)
     raise ValueError(f"unknown language {lang!r}; expected one of {LANGUAGES}")
+
+
+def _build_java(out_dir: Path, env: dict[str, str]) -> list[str]:
+    """Package the Java client with Maven (no tests: .ci/clients runs them), then compile the
+    conformance app against the jar and its dependencies."""
+    for tool in ("mvn", "javac", "java"):
+        if shutil.which(tool) is None:
+            raise ToolchainMissing(f"no `{tool}` on PATH (Java 17+ and Maven); {_SETUP_HINT}")
+    classpath_file = out_dir / "java-classpath.txt"
+    _run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "package",
+            "-DskipTests",
+            "dependency:build-classpath",
+            "-Dmdep.includeScope=test",
+            f"-Dmdep.outputFile={classpath_file}",
+        ],
+        JAVA_CLIENT,
+        env,
+        "mvn package",
+    )
+    jars = sorted((JAVA_CLIENT / "target").glob("kafka-sidecar-client-*.jar"))
+    if len(jars) != 1:
+        raise AssertionError(f"expected one client jar in {JAVA_CLIENT / 'target'}, found {jars}")
+    classpath = f"{jars[0]}:{classpath_file.read_text().strip()}"
+    classes = out_dir / "conformance-java"
+    app = JAVA_CLIENT / "conformance" / "ConformanceApp.java"
+    _run(["javac", "-d", str(classes), "-cp", classpath, str(app)], JAVA_CLIENT, env, "javac")
+    return ["java", "-cp", f"{classes}:{classpath}", "ConformanceApp"]
 
 
 def b64(data: str | None) -> bytes | None:

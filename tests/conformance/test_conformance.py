@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -77,8 +78,9 @@ class Harness:
     proxy: RecordingProxy
     app: ConformanceApp
 
-    def connect(self, max_in_flight: int) -> None:
-        self.app.do("connect", address=self.proxy.address, max_in_flight=max_in_flight)
+    def connect(self, max_in_flight: int, **options: Any) -> None:
+        """Connect the app's consumer; ``options``: ``manage_leases`` (bool), ``max_lease_ms``."""
+        self.app.do("connect", address=self.proxy.address, max_in_flight=max_in_flight, **options)
 
     def committed(self) -> dict[int, int]:
         return committed_offsets(self.broker.bootstrap, self.group, self.topic, self.partitions)
@@ -327,7 +329,8 @@ def test_delayed_nack_extend_and_reject(harness: Callable[..., Harness], new_top
     rejected record goes to the dead-letter topic with the reason; none of it is rejected."""
     dlq = new_topic(1, prefix="dlq")
     h = harness(partitions=1, records=6, env={"SIDECAR_DLQ_TOPIC": dlq, "SIDECAR_ACK_TIMEOUT_MS": "1500"})
-    h.connect(max_in_flight=10)
+    # Without lease management: this is about the app's own extends, and what goes on the wire.
+    h.connect(max_in_flight=10, manage_leases=False)
     first = {d.offset: d for d in h.app.wait_records(6)}
     h.app.do("ack", ids=[first[o].id for o in (1, 2, 3)])
     h.app.do("reject", ids=[first[5].id], reason="poison")
@@ -367,6 +370,59 @@ def test_delayed_nack_extend_and_reject(harness: Callable[..., Harness], new_top
     reason = dict(dead.headers() or []).get("kafka-sidecar.reason")
     assert isinstance(reason, bytes), dead.headers()
     assert b"poison" in reason
+    assert h.app.finish() == 0
+
+
+def _extended(requests: list[pb.ConsumeRequest]) -> list[set[tuple[int, int]]]:
+    """For each request with extends, the (partition, offset)s it extends, ranges expanded."""
+    out = []
+    for r in requests:
+        got: set[tuple[int, int]] = set()
+        for po in r.extends:
+            got.update((po.partition, o) for o in po.offsets)
+            got.update((po.partition, o) for rng in po.ranges for o in range(rng.first, rng.last + 1))
+        if got:
+            out.append(got)
+    return out
+
+
+def test_a_handler_slower_than_the_ack_timeout_causes_no_redelivery(harness: Callable[..., Harness]) -> None:
+    """Lease management (on by default): records the app holds past the ack timeout are extended by
+    the client, many in one request, so none is delivered twice and every late ack counts."""
+    # A 2 s lease: the client extends with at least half a second to spare, even on a busy machine.
+    h = harness(partitions=2, records=40, env={"SIDECAR_ACK_TIMEOUT_MS": "2000"})
+    h.connect(max_in_flight=100)
+    got = h.app.wait_records(40)
+    time.sleep(6.0)  # the slow handler: three leases
+    assert not [d for d in h.app.deliveries() if d.delivery_attempt > 1], "a held record was redelivered"
+
+    h.app.do("ack", ids=h.ids(got))
+    h.wait_committed(h.produced.expected_commits)
+    assert not h.app.events("rejection"), h.app.events("rejection")
+    (stream,) = h.proxy.snapshot()
+    extended = _extended(stream.requests)
+    held = {(d.partition, d.offset) for d in got}
+    assert set().union(*extended) == held, "every held record extended, nothing else"
+    total = sum(len(e) for e in extended)
+    assert total >= 2 * len(held), f"held 3 leases, each record must be extended twice or more: {total}"
+    assert len(extended) * 5 <= total, f"extends are batched: {len(extended)} requests for {total}"
+    assert h.app.finish() == 0
+
+
+def test_records_held_past_max_lease_are_let_go(harness: Callable[..., Harness]) -> None:
+    """Past the client's max lease, held records are no longer extended: the sidecar delivers them
+    again when their last lease ends (a stuck app keeps its records for the max lease at most)."""
+    h = harness(partitions=1, records=5, env={"SIDECAR_ACK_TIMEOUT_MS": "1000"})
+    # Extended from 0.5 s (half a lease) while a fresh lease ends by 2.5 s, i.e. until 1.5 s: let go then.
+    h.connect(max_in_flight=10, max_lease_ms=2500)
+    first = h.app.wait_records(5)
+    again = h.app.wait_records(5, timeout=10, where=lambda d: d.delivery_attempt == 2)
+    waited = min(d.seen for d in again) - max(d.seen for d in first)
+    assert waited >= 1.2, f"redelivered after {waited:.2f} s: not extended past the first 1 s lease"
+    (stream,) = h.proxy.snapshot()
+    assert _extended(stream.requests), "extended before being let go"
+    h.app.do("ack", ids=h.ids(again))
+    h.wait_committed({0: 5})
     assert h.app.finish() == 0
 
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/kafka-sidecar/kafka-sidecar/clients/go/sidecarpb"
@@ -37,6 +38,8 @@ type config struct {
 	onRejection    func(Rejection)
 	logf           func(format string, args ...interface{})
 	dialOptions    []grpc.DialOption
+	manageLeases   bool
+	maxLease       time.Duration
 }
 
 // Option configures Connect.
@@ -60,6 +63,17 @@ func WithOnAssignment(fn func(AssignmentChange)) Option {
 // did not accept.
 func WithOnRejection(fn func(Rejection)) Option { return func(c *config) { c.onRejection = fn } }
 
+// WithLeaseManagement turns lease management on (the default) or off. When on, the client extends
+// the lease of every record it holds (received, not yet acked, nacked or rejected) before the
+// sidecar's ack timeout runs out, up to the max lease (WithMaxLease) after the record arrived; then it
+// lets the record go and the sidecar delivers it again once its lease ends. So a slow handler causes
+// no redeliveries, and a stuck one holds its records for the max lease at most. See leases.go.
+func WithLeaseManagement(on bool) Option { return func(c *config) { c.manageLeases = on } }
+
+// WithMaxLease sets how long after a record arrived the client stops extending its lease
+// (default DefaultMaxLease, an hour).
+func WithMaxLease(d time.Duration) Option { return func(c *config) { c.maxLease = d } }
+
 // WithLogf sets where the consumer logs reconnects and rejections (default: nowhere).
 func WithLogf(fn func(format string, args ...interface{})) Option {
 	return func(c *config) { c.logf = fn }
@@ -76,10 +90,11 @@ type stream struct {
 	call      pb.ConsumerService_ConsumeClient
 	cancel    context.CancelFunc
 	pending   ackBuffer
-	inflight  map[TopicPartition]map[int64]struct{}
-	wake      chan struct{} // something was buffered, or the stream is ending
-	queued    uint64        // sequence number of the last change to pending
-	written   uint64        // sequence number of the last change written
+	inflight  map[TopicPartition]map[int64]*lease // delivered and not yet finished, with their leases
+	ticker    chan struct{}                       // closed when the lease ticker returns; nil until it starts
+	wake      chan struct{}                       // something was buffered, or the stream is ending
+	queued    uint64                              // sequence number of the last change to pending
+	written   uint64                              // sequence number of the last change written
 	waiters   []waiter
 	ending    bool // half-close after writing what is pending
 	responded bool
@@ -140,6 +155,7 @@ type Consumer struct {
 	assignment    []TopicPartition
 	rejections    int64
 	streamsOpened int64
+	extensions    int64
 
 	stop chan struct{} // closed by Close: no more reconnects
 	done chan struct{} // closed when the stream loop has returned
@@ -149,7 +165,8 @@ type Consumer struct {
 // "host:port". It returns at once: a sidecar that is not listening yet is retried in the background,
 // and records arrive when it is. Close the consumer when done.
 func Connect(address string, opts ...Option) (*Consumer, error) {
-	cfg := config{maxInFlight: 1000, backoffInitial: 50 * time.Millisecond, backoffMax: 5 * time.Second}
+	cfg := config{maxInFlight: 1000, backoffInitial: 50 * time.Millisecond, backoffMax: 5 * time.Second,
+		manageLeases: true, maxLease: DefaultMaxLease}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -160,13 +177,16 @@ func Connect(address string, opts ...Option) (*Consumer, error) {
 		return nil, fmt.Errorf("kafkasidecar: reconnect backoff must be 0 < initial <= max, got %v, %v",
 			cfg.backoffInitial, cfg.backoffMax)
 	}
+	if cfg.maxLease <= 0 {
+		return nil, fmt.Errorf("kafkasidecar: max lease must be > 0, got %v", cfg.maxLease)
+	}
 	if address == "" {
 		return nil, errors.New("kafkasidecar: empty address (want unix:///path.sock or host:port)")
 	}
 	// The channel's own reconnect backoff defaults to 1 s..120 s; align it with ours, or a restarted
 	// sidecar would be ignored until the channel's next attempt.
 	dial := []grpc.DialOption{
-		grpc.WithInsecure(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // a pod-local socket or loopback
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
@@ -175,9 +195,9 @@ func Connect(address string, opts ...Option) (*Consumer, error) {
 			MinConnectTimeout: time.Second,
 		}),
 	}
-	conn, err := grpc.Dial(address, append(dial, cfg.dialOptions...)...)
+	conn, err := grpc.NewClient(address, append(dial, cfg.dialOptions...)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafkasidecar: dial %s: %w", address, err)
+		return nil, fmt.Errorf("kafkasidecar: client for %s: %w", address, err)
 	}
 	c := &Consumer{
 		address: address,
@@ -283,6 +303,13 @@ func (c *Consumer) Rejections() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rejections
+}
+
+// LeaseExtensions returns how many record leases the client extended for the app (lease management).
+func (c *Consumer) LeaseExtensions() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.extensions
 }
 
 // StreamsOpened returns how many times a stream was (re)opened.
@@ -540,7 +567,7 @@ func (c *Consumer) serve() (*stream, error) {
 		epoch:    c.epoch,
 		call:     call,
 		cancel:   cancel,
-		inflight: map[TopicPartition]map[int64]struct{}{},
+		inflight: map[TopicPartition]map[int64]*lease{},
 		wake:     make(chan struct{}, 1),
 	}
 	s.pending.credit = int64(c.cfg.maxInFlight)
@@ -560,6 +587,12 @@ func (c *Consumer) serve() (*stream, error) {
 		c.mu.Unlock()
 		cancel()
 		<-writerDone
+		c.mu.Lock()
+		ticker := s.ticker
+		c.mu.Unlock()
+		if ticker != nil {
+			<-ticker
+		}
 	}()
 	for {
 		resp, err := call.Recv()
@@ -619,6 +652,36 @@ func (c *Consumer) write(ctx context.Context, s *stream, done chan struct{}) {
 	}
 }
 
+// keepLeases is the stream's lease ticker: every quarter lease it extends, in one request, every held
+// record past half of its lease. It returns when the stream ends.
+func (c *Consumer) keepLeases(s *stream, ackTimeout time.Duration) {
+	defer close(s.ticker)
+	ticker := time.NewTicker(tickInterval(ackTimeout))
+	defer ticker.Stop()
+	ctx := s.call.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-ticker.C:
+			c.mu.Lock()
+			extend, letGo := renew(s.inflight, now, ackTimeout)
+			for tp, offsets := range extend {
+				s.pending.extends.add(tp, offsets, nil)
+				c.extensions += int64(len(offsets))
+			}
+			if len(extend) > 0 {
+				s.queue()
+			}
+			c.mu.Unlock()
+			if letGo > 0 {
+				c.logf("kafkasidecar: %d records held longer than the max lease (%v) are no longer extended; "+
+					"the sidecar delivers them again when their lease ends", letGo, c.cfg.maxLease)
+			}
+		}
+	}
+}
+
 // handle takes in one response of the stream; an error (a malformed batch) ends the stream for good.
 func (c *Consumer) handle(s *stream, resp *pb.ConsumeResponse) error {
 	switch ev := resp.GetEvent().(type) {
@@ -628,13 +691,23 @@ func (c *Consumer) handle(s *stream, resp *pb.ConsumeResponse) error {
 		if err != nil {
 			return err
 		}
+		ackTimeout := time.Duration(ev.Records.GetAckTimeoutMs()) * time.Millisecond
+		managed := c.cfg.manageLeases && ackTimeout > 0
+		l := neverLease
+		if managed {
+			l = firstLease(time.Now(), ackTimeout, c.cfg.maxLease)
+		}
 		c.mu.Lock()
 		for _, r := range batch {
 			tp := r.TopicPartition()
 			if s.inflight[tp] == nil {
-				s.inflight[tp] = map[int64]struct{}{}
+				s.inflight[tp] = map[int64]*lease{}
 			}
-			s.inflight[tp][r.Offset] = struct{}{}
+			s.inflight[tp][r.Offset] = l
+		}
+		if managed && s.ticker == nil {
+			s.ticker = make(chan struct{})
+			go c.keepLeases(s, ackTimeout)
 		}
 		if len(batch) > 0 {
 			c.ready = append(c.ready, batch)

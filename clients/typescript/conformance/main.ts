@@ -14,6 +14,8 @@ interface Instruction {
   op: string;
   address?: string;
   max_in_flight?: number;
+  manage_leases?: boolean;
+  max_lease_ms?: number;
   ids?: number[];
   delay_ms?: number | null;
   reason?: string;
@@ -69,6 +71,8 @@ async function perform(ins: Instruction): Promise<void> {
   if (ins.op === "connect") {
     consumer = new Consumer(ins.address ?? "", {
       maxInFlight: ins.max_in_flight,
+      manageLeases: ins.manage_leases ?? true,
+      maxLeaseMs: ins.max_lease_ms,
       onAssignment: (ch: AssignmentChange) =>
         emit({ event: "assignment", assigned: tps(ch.assigned), added: tps(ch.added), revoked: tps(ch.revoked), lost: ch.lost }),
       onRejection: (r: Rejection) =>

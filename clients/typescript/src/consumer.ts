@@ -10,10 +10,14 @@
  * Credit is kept exact: a stream starts with `maxInFlight` credit and each record finished (acked,
  * nacked or rejected) once gives one credit back, in the same request as the ack. The client tracks
  * which records of the current stream are still in flight, so a double ack cannot give credit twice.
+ *
+ * The records in flight also carry their lease, so that the client can extend them for the app while
+ * they are held (see leases.ts): one ticker per stream, no timer per record.
  */
 import { type ChannelOptions, type ClientDuplexStream, credentials, type ServiceError, status as Status } from "@grpc/grpc-js";
 import { AckBuffer, type OffsetGroup, type Range } from "./acks";
 import * as pb from "./gen/kafka_sidecar/v1/sidecar";
+import { DEFAULT_MAX_LEASE_MS, firstLease, type Held, NEVER, renew, tickIntervalMs } from "./leases";
 import {
   type AssignmentChange,
   assignmentFromPb,
@@ -52,6 +56,16 @@ export interface ConsumerOptions {
   channelOptions?: ChannelOptions;
   /** Where reconnects and rejections are logged (default: nowhere). */
   logger?: Logger;
+  /**
+   * Lease management (default true): the client extends the lease of every record it holds (received,
+   * not yet acked, nacked or rejected) before the sidecar's ack timeout runs out, up to `maxLeaseMs`
+   * after the record arrived; then it lets the record go, and the sidecar delivers it again once its
+   * lease ends. So a slow handler causes no redeliveries, and a stuck one holds its records for
+   * `maxLeaseMs` at most.
+   */
+  manageLeases?: boolean;
+  /** How long after a record arrived the client stops extending its lease (default one hour). */
+  maxLeaseMs?: number;
 }
 
 type Call = ClientDuplexStream<pb.ConsumeRequest, pb.ConsumeResponse>;
@@ -62,7 +76,10 @@ const tpKey = (topic: string, partition: number): string => `${topic}\u0000${par
 /** The state of one `Consume` call; thrown away whole when the call ends. */
 class Stream {
   readonly pending = new AckBuffer();
-  readonly inflight = new Map<string, Set<bigint>>();
+  /** Records delivered and not yet finished, with their leases, per partition. */
+  readonly inflight = new Map<string, Held>();
+  /** The lease ticker (see leases.ts), started by the first batch with an ack timeout. */
+  ticker: NodeJS.Timeout | undefined;
   queued = 0; // sequence number of the last change to `pending`
   written = 0; // sequence number of the last change written
   waiters: Array<{ seq: number; resolve: () => void }> = [];
@@ -124,9 +141,13 @@ export class Consumer implements AsyncIterable<Record> {
   rejections = 0;
   /** How many times a stream was (re)opened. */
   streamsOpened = 0;
+  /** How many record leases the client extended for the app (lease management). */
+  leaseExtensions = 0;
 
   private readonly options: ConsumerOptions;
   private readonly backoff: { initial: number; max: number };
+  private readonly manageLeases: boolean;
+  private readonly maxLeaseMs: number;
   private client: pb.ConsumerServiceClient | undefined;
   private runner: Promise<void> | undefined;
   private stream: Stream | undefined;
@@ -149,11 +170,15 @@ export class Consumer implements AsyncIterable<Record> {
     if (!(backoff.initial > 0 && backoff.initial <= backoff.max)) {
       throw new RangeError("reconnectBackoffMs must be { initial, max } with 0 < initial <= max");
     }
+    const maxLeaseMs = options.maxLeaseMs ?? DEFAULT_MAX_LEASE_MS;
+    if (!(maxLeaseMs > 0)) throw new RangeError(`maxLeaseMs must be > 0, got ${maxLeaseMs}`);
     if (!address) throw new RangeError("address is empty (want unix:///path.sock or host:port)");
     this.address = address;
     this.maxInFlight = maxInFlight;
     this.backoff = backoff;
     this.options = options;
+    this.manageLeases = options.manageLeases ?? true;
+    this.maxLeaseMs = maxLeaseMs;
   }
 
   // -- lifecycle ----------------------------------------------------------------------------------
@@ -344,7 +369,7 @@ export class Consumer implements AsyncIterable<Record> {
     let n = 0;
     for (const r of list) {
       if (r[EPOCH] !== s.epoch) continue;
-      const offsets = s.inflight.get(tpKey(r.topic, r.partition));
+      const offsets = s.inflight.get(tpKey(r.topic, r.partition))?.leases;
       if (offsets === undefined || !offsets.has(r.offset)) continue; // already finished
       if (finishes) offsets.delete(r.offset);
       group ??= s.pending.group(kind, arg);
@@ -368,9 +393,9 @@ export class Consumer implements AsyncIterable<Record> {
     const ranges = [...rawRanges].map(([f, l]): Range => [BigInt(f), BigInt(l)]);
     const s = this.stream;
     if (s === undefined || (offsets.length === 0 && ranges.length === 0)) return;
-    const inflight = s.inflight.get(tpKey(topic, partition)) ?? new Set<bigint>();
+    const inflight = s.inflight.get(tpKey(topic, partition))?.leases ?? new Map<bigint, unknown>();
     let covered = 0;
-    for (const o of [...inflight]) {
+    for (const o of [...inflight.keys()]) {
       if (offsets.includes(o) || ranges.some(([f, l]) => f <= o && o <= l)) {
         inflight.delete(o);
         covered += 1;
@@ -477,6 +502,7 @@ export class Consumer implements AsyncIterable<Record> {
       }
     } finally {
       this.stream = undefined;
+      clearInterval(s.ticker);
       s.release();
       s.call.cancel();
       this.notify();
@@ -488,11 +514,18 @@ export class Consumer implements AsyncIterable<Record> {
     if (event?.$case === "records") {
       // Throws a SidecarError on a malformed batch, which ends the stream and fails the consumer.
       const batch = recordsFromPb(event.value, s.epoch);
+      const ackTimeoutMs = Number(event.value.ackTimeoutMs);
+      const managed = this.manageLeases && ackTimeoutMs > 0;
+      const lease = managed ? firstLease(performance.now(), ackTimeoutMs, this.maxLeaseMs) : NEVER;
       for (const r of batch) {
         const key = tpKey(r.topic, r.partition);
-        let offsets = s.inflight.get(key);
-        if (offsets === undefined) s.inflight.set(key, (offsets = new Set()));
-        offsets.add(r.offset);
+        let held = s.inflight.get(key);
+        if (held === undefined) s.inflight.set(key, (held = { topic: r.topic, partition: r.partition, leases: new Map() }));
+        held.leases.set(r.offset, lease);
+      }
+      if (managed && s.ticker === undefined) {
+        s.ticker = setInterval(() => this.keepLeases(s, ackTimeoutMs), tickIntervalMs(ackTimeoutMs));
+        s.ticker.unref(); // the stream keeps the process alive, not this
       }
       if (batch.length > 0) {
         this.ready.push(batch);
@@ -510,6 +543,25 @@ export class Consumer implements AsyncIterable<Record> {
       );
       await this.callback(this.options.onRejection, rejection);
     }
+  }
+
+  /** The stream's lease ticker: extend, in one request, every held record past half of its lease. */
+  private keepLeases(s: Stream, ackTimeoutMs: number): void {
+    if (this.stream !== s) return;
+    const { extend, letGo } = renew(s.inflight.values(), performance.now(), ackTimeoutMs);
+    if (letGo > 0) {
+      this.options.logger?.warn(
+        `${letGo} records held longer than maxLeaseMs (${this.maxLeaseMs}) are no longer extended; ` +
+          "the sidecar delivers them again when their lease ends",
+      );
+    }
+    if (extend.length === 0) return;
+    const group = s.pending.group("extend");
+    for (const { topic, partition, offsets } of extend) {
+      group.add(topic, partition, offsets);
+      this.leaseExtensions += offsets.length;
+    }
+    this.queue(s);
   }
 
   /** Run a user callback; its errors are logged, never allowed to break the stream. */

@@ -6,6 +6,7 @@
  */
 export { type Range, compress } from "./acks";
 export { CLOSE_TIMEOUT_MS, Consumer, type ConsumerOptions, type Logger, type Records } from "./consumer";
+export { DEFAULT_MAX_LEASE_MS } from "./leases";
 export {
   type AssignmentChange,
   type Header,

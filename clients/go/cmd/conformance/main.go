@@ -22,17 +22,20 @@ import (
 )
 
 type instruction struct {
-	Seq         int        `json:"seq"`
-	Op          string     `json:"op"`
-	Address     string     `json:"address"`
-	MaxInFlight int        `json:"max_in_flight"`
-	IDs         []int      `json:"ids"`
-	DelayMs     *int64     `json:"delay_ms"`
-	Reason      string     `json:"reason"`
-	Topic       string     `json:"topic"`
-	Partition   int32      `json:"partition"`
-	Offsets     []int64    `json:"offsets"`
-	Ranges      [][2]int64 `json:"ranges"`
+	Seq         int    `json:"seq"`
+	Op          string `json:"op"`
+	Address     string `json:"address"`
+	MaxInFlight int    `json:"max_in_flight"`
+	// Lease management: on unless manage_leases is false; max_lease_ms defaults to the client's.
+	ManageLeases *bool      `json:"manage_leases"`
+	MaxLeaseMs   *int64     `json:"max_lease_ms"`
+	IDs          []int      `json:"ids"`
+	DelayMs      *int64     `json:"delay_ms"`
+	Reason       string     `json:"reason"`
+	Topic        string     `json:"topic"`
+	Partition    int32      `json:"partition"`
+	Offsets      []int64    `json:"offsets"`
+	Ranges       [][2]int64 `json:"ranges"`
 }
 
 type app struct {
@@ -123,7 +126,14 @@ func (a *app) pick(ids []int) ([]*ks.Record, error) {
 
 func (a *app) do(in instruction) error {
 	if in.Op == "connect" {
-		c, err := ks.Connect(in.Address, ks.WithMaxInFlight(in.MaxInFlight),
+		opts := []ks.Option{ks.WithMaxInFlight(in.MaxInFlight)}
+		if in.ManageLeases != nil {
+			opts = append(opts, ks.WithLeaseManagement(*in.ManageLeases))
+		}
+		if in.MaxLeaseMs != nil {
+			opts = append(opts, ks.WithMaxLease(time.Duration(*in.MaxLeaseMs)*time.Millisecond))
+		}
+		c, err := ks.Connect(in.Address, append(opts,
 			ks.WithOnAssignment(func(ch ks.AssignmentChange) {
 				a.emit(map[string]interface{}{"event": "assignment", "assigned": tps(ch.Assigned),
 					"added": tps(ch.Added), "revoked": tps(ch.Revoked), "lost": ch.Lost})
@@ -137,7 +147,7 @@ func (a *app) do(in instruction) error {
 				a.emit(map[string]interface{}{"event": "rejection", "code": int(r.Code), "kind": r.Kind.String(),
 					"topic": r.Topic, "partition": r.Partition, "offsets": offsets, "ranges": ranges,
 					"reason": r.Reason})
-			}))
+			}))...)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,9 @@ discarded for the same reason: they are coming again.
 Credit is kept exact: a stream starts with ``max_in_flight`` credit and each record finished (acked,
 nacked or rejected) once gives one credit back, in the same request as the ack. The client tracks which
 records of the current stream are still in flight, so a double ack cannot give credit twice.
+
+The records in flight also carry their lease, so that the client can extend them for the app while
+they are held (``_leases``): one ticker per stream, no timer per record.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ import grpc
 import grpc.aio
 
 from kafka_sidecar_client._acks import AckBuffer
+from kafka_sidecar_client._leases import (
+    DEFAULT_MAX_LEASE,
+    NEVER,
+    Held,
+    Lease,
+    first_lease,
+    renew,
+    tick_interval,
+)
 from kafka_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
 from kafka_sidecar_client._records import (
     AssignmentChange,
@@ -58,7 +70,8 @@ class _Stream:
         self.epoch = epoch
         self.call = call
         self.pending = AckBuffer()
-        self.inflight: dict[TopicPartition, set[int]] = {}
+        self.inflight: Held = {}  # records delivered and not yet finished, with their leases
+        self.ticker: asyncio.Task[None] | None = None  # extends held records' leases (see _leases)
         self.wake = asyncio.Event()  # something was buffered, or the stream is ending
         self.queued = 0  # sequence number of the last change to `pending`
         self.written = 0  # sequence number of the last change written
@@ -88,6 +101,12 @@ class AsyncConsumer:
     Use as ``async with AsyncConsumer(address) as c: async for record in c: ...; c.ack(record)``.
     ``address`` is a gRPC target: ``unix:///path/to.sock`` or ``host:port``. At most
     ``max_in_flight`` records are delivered and not yet acked or nacked at any time.
+
+    With ``manage_leases`` (the default) the client extends the lease of every record it holds,
+    received but not yet acked, nacked or rejected, before the sidecar's ack timeout runs out, for at
+    most ``max_lease`` seconds after the record arrived; then it lets the record go, and the sidecar
+    delivers it again once its lease ends. So a slow handler causes no redeliveries, and a stuck one
+    holds its records for ``max_lease`` at most.
     """
 
     def __init__(
@@ -99,9 +118,13 @@ class AsyncConsumer:
         on_assignment: AssignmentCallback | None = None,
         on_rejection: RejectionCallback | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        manage_leases: bool = True,
+        max_lease: float = DEFAULT_MAX_LEASE,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if not max_lease > 0:
+            raise ValueError(f"max_lease must be > 0 seconds, got {max_lease}")
         low, high = reconnect_backoff
         if not 0 < low <= high:
             raise ValueError("reconnect_backoff must be (initial, maximum) with 0 < initial <= maximum")
@@ -110,6 +133,10 @@ class AsyncConsumer:
         self.reconnect_backoff = (float(low), float(high))
         self.on_assignment = on_assignment
         self.on_rejection = on_rejection
+        self.manage_leases = manage_leases
+        self.max_lease = float(max_lease)
+        #: How many record leases the client extended for the app (lease management).
+        self.lease_extensions = 0
         #: The sidecar's current assignment, as (topic, partition) pairs.
         self.assignment: frozenset[TopicPartition] = frozenset()
         #: How many acks/nacks the sidecar rejected (see ``on_rejection``).
@@ -351,7 +378,7 @@ class AsyncConsumer:
         finished: dict[TopicPartition, list[int]] = {}
         epoch, inflight = s.epoch, s.inflight
         topic, partition = "", -1
-        offsets: set[int] | None = None
+        offsets: dict[int, Lease] | None = None
         done: list[int] = []
         for r in records:
             if r._epoch != epoch:
@@ -362,7 +389,7 @@ class AsyncConsumer:
                 done = finished.setdefault((topic, partition), [])
             if offsets is None or r.offset not in offsets:
                 continue  # already acked or nacked
-            offsets.discard(r.offset)
+            del offsets[r.offset]
             done.append(r.offset)
         n = 0
         for tp, taken in finished.items():
@@ -388,10 +415,11 @@ class AsyncConsumer:
         if s is None or not (offsets or ranges):
             return
         tp = (topic, partition)
-        inflight = s.inflight.get(tp, set())
+        inflight = s.inflight.get(tp, {})
         covered = {o for o in offsets if o in inflight}
         covered.update(o for o in inflight if any(f <= o <= la for f, la in ranges))
-        inflight.difference_update(covered)
+        for o in covered:
+            del inflight[o]
         s.pending.add_raw(tp, offsets, ranges, nack=nack)
         s.pending.credit += len(covered)
         s.queue()
@@ -455,6 +483,8 @@ class AsyncConsumer:
         finally:
             self._stream = None
             s.release()
+            if s.ticker is not None:
+                s.ticker.cancel()
             writer.cancel()
             await asyncio.wait({writer}, timeout=CLOSE_TIMEOUT)
             s.call.cancel()
@@ -485,8 +515,14 @@ class AsyncConsumer:
             timeout_ms = response.records.ack_timeout_ms
             self._ack_timeout = timeout_ms / 1000 if timeout_ms > 0 else None
             batch = records_from_batch(response.records, s.epoch)
-            for columns in response.records.partitions:  # in flight: a set per partition, in bulk
-                s.inflight.setdefault((columns.topic, columns.partition), set()).update(columns.offsets)
+            managed = self.manage_leases and self._ack_timeout is not None
+            now = asyncio.get_running_loop().time()
+            lease = first_lease(now, self._ack_timeout, self.max_lease) if managed else NEVER
+            for columns in response.records.partitions:  # in flight, in bulk: one shared lease
+                held = s.inflight.setdefault((columns.topic, columns.partition), {})
+                held.update(dict.fromkeys(columns.offsets, lease))
+            if managed and s.ticker is None:
+                s.ticker = asyncio.create_task(self._keep_leases(s), name=f"leases of stream {s.epoch}")
             if batch:
                 self._ready.append(batch)
                 self._ready_event.set()
@@ -508,6 +544,28 @@ class AsyncConsumer:
             await self._callback(self.on_rejection, rejection)
         else:
             log.debug("ignoring unknown response %r", response)
+
+    async def _keep_leases(self, s: _Stream) -> None:
+        """The stream's ticker: every quarter lease, extend in one request what is held and due."""
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = self._ack_timeout
+            if timeout is None:
+                return
+            await asyncio.sleep(tick_interval(timeout))
+            extend, let_go = renew(s.inflight, loop.time(), timeout)
+            if let_go:
+                log.warning(
+                    "%d records held longer than max_lease (%.0f s) are no longer extended; the sidecar "
+                    "delivers them again when their lease ends",
+                    let_go,
+                    self.max_lease,
+                )
+            if extend:
+                for tp, offsets in extend.items():
+                    s.pending.add_many(tp, offsets, kind="extend")
+                    self.lease_extensions += len(offsets)
+                s.queue()
 
     async def _callback(self, callback: Callable[[Any], Awaitable[None] | None] | None, arg: Any) -> None:
         """Run a user callback; its errors are logged, never allowed to break the stream."""

@@ -23,6 +23,7 @@ from kafka_sidecar_client._async import (
     Records,
     RejectionCallback,
 )
+from kafka_sidecar_client._leases import DEFAULT_MAX_LEASE
 from kafka_sidecar_client._records import Record, TopicPartition
 
 T = TypeVar("T")
@@ -44,6 +45,8 @@ class Consumer:
         on_assignment: AssignmentCallback | None = None,
         on_rejection: RejectionCallback | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        manage_leases: bool = True,
+        max_lease: float = DEFAULT_MAX_LEASE,
     ) -> None:
         self._async = AsyncConsumer(
             address,
@@ -52,6 +55,8 @@ class Consumer:
             on_assignment=on_assignment,
             on_rejection=on_rejection,
             channel_options=channel_options,
+            manage_leases=manage_leases,
+            max_lease=max_lease,
         )
         # Created by connect(), so a Consumer that never connects holds no loop or thread.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,6 +148,11 @@ class Consumer:
     def rejections(self) -> int:
         """How many acks/nacks the sidecar rejected."""
         return self._async.rejections
+
+    @property
+    def lease_extensions(self) -> int:
+        """How many record leases the client extended for the app (see ``AsyncConsumer``)."""
+        return self._async.lease_extensions
 
     # -- receiving -------------------------------------------------------------------------------
 
