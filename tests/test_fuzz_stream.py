@@ -196,6 +196,7 @@ class StreamFuzz(RuleBasedStateMachine):
             self.stream.close()
 
 
+@pytest.mark.timeout(120 + 10 * EXAMPLES)
 def test_generated_request_sequences_never_commit_the_unsettled_and_everything_commits_after(
     broker: EmbeddedBroker, new_topic: TopicFactory, group_id: str, sidecar_factory: SidecarFactory
 ) -> None:
