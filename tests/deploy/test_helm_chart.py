@@ -440,6 +440,44 @@ def test_tls_files_come_from_the_existing_secret(chart: helm.Chart) -> None:
     assert "kafka-tls" not in {m["name"] for m in containers(spec)["app"]["volumeMounts"]}
 
 
+def test_the_grpc_token_is_mounted_in_both_containers_and_named_to_each(
+    chart: helm.Chart, tmp_path: Path
+) -> None:
+    values = merge(REQUIRED_VALUES, {"auth": {"grpcToken": {"existingSecret": "app-token", "key": "t"}}})
+    spec = pod_spec(render(chart, values))
+    volume = {v["name"]: v for v in spec["volumes"]}["grpc-token"]
+    assert volume["secret"] == {
+        "secretName": "app-token",
+        "items": [{"key": "t", "path": "token"}],
+        "defaultMode": 0o440,
+    }
+    path = "/etc/kafka-sidecar/grpc-token/token"
+    for name in (SIDECAR, "app"):
+        container = containers(spec)[name]
+        mount = {m["name"]: m for m in container["volumeMounts"]}["grpc-token"]
+        assert mount == {"name": "grpc-token", "mountPath": "/etc/kafka-sidecar/grpc-token", "readOnly": True}
+        assert environment(container, pod_name="p", secrets={})["SIDECAR_GRPC_TOKEN_FILE"] == path
+    # the sidecar takes the rendered environment once the Secret's file is there
+    token = tmp_path / "token"
+    token.write_text("t0k3n\n")
+    env = environment(containers(spec)[SIDECAR], pod_name="p", secrets={})
+    assert Config.from_env({**env, "SIDECAR_GRPC_TOKEN_FILE": str(token)}).grpc_token_file == str(token)
+
+
+def test_grpc_tls_files_come_from_their_secret(chart: helm.Chart) -> None:
+    values = merge(
+        REQUIRED_VALUES, {"auth": {"grpcTls": {"existingSecret": "sidecar-cert", "clientCaKey": "ca.crt"}}}
+    )
+    spec = pod_spec(render(chart, values))
+    assert {v["name"]: v for v in spec["volumes"]}["grpc-tls"]["secret"]["secretName"] == "sidecar-cert"
+    sidecar = containers(spec)[SIDECAR]
+    env = environment(sidecar, pod_name="p", secrets={})
+    assert env["SIDECAR_TLS_CERT_FILE"] == "/etc/kafka-sidecar/grpc-tls/tls.crt"
+    assert env["SIDECAR_TLS_KEY_FILE"] == "/etc/kafka-sidecar/grpc-tls/tls.key"
+    assert env["SIDECAR_TLS_CLIENT_CA_FILE"] == "/etc/kafka-sidecar/grpc-tls/ca.crt"
+    assert "grpc-tls" not in {m["name"] for m in containers(spec)["app"]["volumeMounts"]}
+
+
 # -- bad values --------------------------------------------------------------------------------------------
 
 
@@ -481,6 +519,14 @@ def test_tls_files_come_from_the_existing_secret(chart: helm.Chart) -> None:
             "auth.tls.certKey and auth.tls.keyKey go together",
         ),
         ({"socket": {"dir": "/" + "d" * 100}}, "longer than a unix socket path may be"),
+        (
+            {"auth": {"grpcToken": {"existingSecret": "t"}}, "sidecar": {"grpcTokenFile": "/x"}},
+            "sidecar.grpcTokenFile cannot be set together with auth.grpcToken.existingSecret",
+        ),
+        (
+            {"auth": {"grpcTls": {"existingSecret": "t"}}, "sidecar": {"tlsKeyFile": "/x"}},
+            "sidecar.tlsKeyFile cannot be set together with auth.grpcTls.existingSecret",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_them(

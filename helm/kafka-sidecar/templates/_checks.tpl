@@ -46,6 +46,16 @@ so a bad install stops at render time instead of as a crash-looping pod. */}}
 {{- fail "auth.tls.certKey and auth.tls.keyKey go together (mutual TLS needs both, or neither)" -}}
 {{- end -}}
 {{- end -}}
+{{- if and $v.auth.grpcToken.existingSecret (hasKey $v.sidecar "grpcTokenFile") -}}
+{{- fail "sidecar.grpcTokenFile cannot be set together with auth.grpcToken.existingSecret, which provides it" -}}
+{{- end -}}
+{{- if $v.auth.grpcTls.existingSecret -}}
+{{- range $key := list "tlsCertFile" "tlsKeyFile" "tlsClientCaFile" -}}
+{{- if hasKey $v.sidecar $key -}}
+{{- fail (printf "sidecar.%s cannot be set together with auth.grpcTls.existingSecret, which provides it" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $address := include "kafka-sidecar.grpcAddress" . -}}
 {{- if gt (len (trimPrefix "unix://" $address)) 107 -}}
 {{- fail (printf "socket.dir/socket.name is longer than a unix socket path may be (107 bytes): %s" $address) -}}

@@ -91,3 +91,8 @@ true
 {{- define "kafka-sidecar.grpcAddress" -}}
 {{- printf "unix://%s/%s" (trimSuffix "/" .Values.socket.dir) .Values.socket.name -}}
 {{- end -}}
+
+{{/* Where the app's bearer token is mounted, in the sidecar and in the app alike. */}}
+{{- define "kafka-sidecar.grpcTokenFile" -}}
+{{- printf "%s/token" (trimSuffix "/" .Values.auth.grpcToken.mountPath) -}}
+{{- end -}}

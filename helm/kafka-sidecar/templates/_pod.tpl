@@ -49,6 +49,25 @@ name, credentials from existing Secrets, and the addresses the chart owns. */}}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with .Values.auth.grpcToken }}
+{{- if .existingSecret }}
+- name: SIDECAR_GRPC_TOKEN_FILE
+  value: {{ include "kafka-sidecar.grpcTokenFile" $ | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.auth.grpcTls }}
+{{- if .existingSecret }}
+{{- $dir := trimSuffix "/" .mountPath }}
+- name: SIDECAR_TLS_CERT_FILE
+  value: {{ printf "%s/%s" $dir .certKey | quote }}
+- name: SIDECAR_TLS_KEY_FILE
+  value: {{ printf "%s/%s" $dir .keyKey | quote }}
+{{- if .clientCaKey }}
+- name: SIDECAR_TLS_CLIENT_CA_FILE
+  value: {{ printf "%s/%s" $dir .clientCaKey | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $key, $value := .Values.sidecar }}
 {{- if not (kindIs "invalid" $value) }}
 - name: {{ include "kafka-sidecar.envName" (list "SIDECAR_" $key) }}
@@ -124,6 +143,16 @@ name, credentials from existing Secrets, and the addresses the chart owns. */}}
       mountPath: {{ .Values.auth.tls.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if .Values.auth.grpcToken.existingSecret }}
+    - name: grpc-token
+      mountPath: {{ .Values.auth.grpcToken.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if .Values.auth.grpcTls.existingSecret }}
+    - name: grpc-tls
+      mountPath: {{ .Values.auth.grpcTls.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with $c.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -145,6 +174,10 @@ name, credentials from existing Secrets, and the addresses the chart owns. */}}
   env:
     - name: SIDECAR_GRPC_ADDRESS
       value: {{ include "kafka-sidecar.grpcAddress" . | quote }}
+    {{- if .Values.auth.grpcToken.existingSecret }}
+    - name: SIDECAR_GRPC_TOKEN_FILE
+      value: {{ include "kafka-sidecar.grpcTokenFile" . | quote }}
+    {{- end }}
     {{- with $a.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -173,6 +206,11 @@ name, credentials from existing Secrets, and the addresses the chart owns. */}}
   volumeMounts:
     - name: sidecar-socket
       mountPath: {{ .Values.socket.dir }}
+    {{- if .Values.auth.grpcToken.existingSecret }}
+    - name: grpc-token
+      mountPath: {{ .Values.auth.grpcToken.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with $a.volumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -232,6 +270,23 @@ spec:
       secret:
         secretName: {{ .Values.auth.tls.existingSecret }}
         defaultMode: 288  # 0440: readable by the owner and fsGroup only
+    {{- end }}
+    {{- with .Values.auth.grpcToken }}
+    {{- if .existingSecret }}
+    - name: grpc-token
+      secret:
+        secretName: {{ .existingSecret }}
+        items:
+          - key: {{ .key }}
+            path: token
+        defaultMode: 288  # 0440: readable by the owner and fsGroup only
+    {{- end }}
+    {{- end }}
+    {{- if .Values.auth.grpcTls.existingSecret }}
+    - name: grpc-tls
+      secret:
+        secretName: {{ .Values.auth.grpcTls.existingSecret }}
+        defaultMode: 288  # 0440
     {{- end }}
     {{- with .Values.volumes }}
     {{- toYaml . | nindent 4 }}
