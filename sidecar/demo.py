@@ -17,9 +17,10 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from sidecar import local_stack
 from sidecar.demo_app import read_seen
-from sidecar.embedded import ProduceReport, committed_offsets, create_topic, free_port, produce, wait_for
-from sidecar.local_stack import broker, child, clean_env, delete_topic, ready, say, sidecar_process
+from sidecar.embedded import ProduceReport, committed_offsets, free_port, produce, wait_for
+from sidecar.local_stack import child, clean_env, ready, say, sidecar_process, topic_on
 from sidecar.metrics import scrape
 
 TIMEOUT_S = 120.0
@@ -36,14 +37,8 @@ def run_demo(records: int = 20_000, partitions: int = 6, bootstrap: str | None =
     grpc_address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = clean_env()
     try:
-        with broker("demo", bootstrap, workdir) as servers:
-            # On a user's cluster the broker's default replication factor (-1) fits its policies.
-            create_topic(servers, topic, partitions, replication_factor=1 if bootstrap is None else -1)
-            try:
-                return _run(servers, topic, group, records, partitions, grpc_address, http, env, workdir)
-            finally:
-                if bootstrap is not None:
-                    delete_topic("demo", servers, topic)
+        with topic_on("demo", bootstrap, workdir, topic, partitions) as servers:
+            return _run(servers, topic, group, records, partitions, grpc_address, http, env, workdir)
     except (TimeoutError, RuntimeError) as exc:
         _say(f"FAILED: {exc}; logs in {workdir}")
         return 1
@@ -67,19 +62,7 @@ def _run(
         f"produced {report.count} keyed records to {topic} ({partitions} partitions) "
         f"in {time.monotonic() - started:.2f}s"
     )
-    sidecar_env = {
-        **env,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_GROUP_ID": group,
-        "SIDECAR_TOPICS": topic,
-        "SIDECAR_GRPC_ADDRESS": grpc_address,
-        "SIDECAR_HTTP_ADDRESS": http,
-        # Tansu makes every join wait half the session timeout: keep it short for the demo.
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-        # The demo starts its app once the sidecar is ready as a member, not after an app.
-        "SIDECAR_READINESS": "joined",
-    }
+    sidecar_env = local_stack.sidecar_env(bootstrap, group, topic, grpc_address, http)
     with sidecar_process(sidecar_env, workdir / "sidecar.log") as sc:
         _say(f"sidecar pid {sc.pid}: gRPC {grpc_address}, HTTP {http}; joining group {group}...")
         wait_for(lambda: sc.poll() is None and ready(http), 60, 0.1, "the sidecar to join the group")

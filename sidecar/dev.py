@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-from sidecar.embedded import committed_offsets, create_topic, wait_for
-from sidecar.local_stack import broker, clean_env, delete_topic, ready, say, sidecar_process
+from sidecar.embedded import committed_offsets, wait_for
+from sidecar.local_stack import ready, say, sidecar_env, sidecar_process, topic_on
 from sidecar.metrics import scrape
 
 
@@ -97,13 +97,8 @@ def run_dev(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with broker("dev", bootstrap, workdir) as servers:
-            create_topic(servers, topic, partitions, replication_factor=1 if bootstrap is None else -1)
-            try:
-                return _serve(servers, topic, partitions, group, grpc_address, http, rate, workdir, stop)
-            finally:
-                if bootstrap is not None:
-                    delete_topic("dev", servers, topic)
+        with topic_on("dev", bootstrap, workdir, topic, partitions) as servers:
+            return _serve(servers, topic, partitions, group, grpc_address, http, rate, workdir, stop)
     except (TimeoutError, RuntimeError) as exc:
         _say(f"FAILED: {exc}; logs in {workdir}")
         return 1
@@ -123,18 +118,7 @@ def _serve(
     workdir: Path,
     stop: threading.Event,
 ) -> int:
-    env = {
-        **clean_env(),
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_GROUP_ID": group,
-        "SIDECAR_TOPICS": topic,
-        "SIDECAR_GRPC_ADDRESS": grpc_address,
-        "SIDECAR_HTTP_ADDRESS": http,
-        "SIDECAR_READINESS": "joined",  # ready as a member: the apps come later, by hand
-        # Tansu makes every join wait half the session timeout: keep it short here.
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-    }
+    env = sidecar_env(bootstrap, group, topic, grpc_address, http)
     log = workdir / "sidecar.log"
     with sidecar_process(env, log) as sidecar:
         _say(f"sidecar pid {sidecar.pid}, log {log}; joining group {group}...")

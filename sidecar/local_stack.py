@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from sidecar.embedded import EmbeddedBroker
+from sidecar.embedded import EmbeddedBroker, create_topic
 
 
 def say(tool: str, text: str) -> None:
@@ -85,3 +85,33 @@ def delete_topic(tool: str, bootstrap: str, topic: str) -> None:
         say(tool, f"deleted the topic {topic}")
     except Exception as exc:  # what the tool did stands; the topic is only left behind
         say(tool, f"could not delete the topic {topic}: {exc}")
+
+
+@contextlib.contextmanager
+def topic_on(tool: str, bootstrap: str | None, workdir: Path, topic: str, partitions: int) -> Iterator[str]:
+    """The broker (see ``broker``) with a fresh ``topic``, which is deleted again from a user's cluster;
+    yields the bootstrap address."""
+    with broker(tool, bootstrap, workdir) as servers:
+        # On a user's cluster the broker's default replication factor (-1) fits its policies.
+        create_topic(servers, topic, partitions, replication_factor=1 if bootstrap is None else -1)
+        try:
+            yield servers
+        finally:
+            if bootstrap is not None:
+                delete_topic(tool, servers, topic)
+
+
+def sidecar_env(bootstrap: str, group: str, topic: str, grpc_address: str, http: str) -> dict[str, str]:
+    """The sidecar's environment for a dev tool: ready as a member (the apps come later), and short
+    group timeouts, since Tansu makes every join wait half the session timeout."""
+    return {
+        **clean_env(),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_GROUP_ID": group,
+        "SIDECAR_TOPICS": topic,
+        "SIDECAR_GRPC_ADDRESS": grpc_address,
+        "SIDECAR_HTTP_ADDRESS": http,
+        "SIDECAR_READINESS": "joined",
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    }
