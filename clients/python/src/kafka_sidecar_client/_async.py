@@ -454,7 +454,7 @@ class AsyncConsumer:
             try:
                 metadata = self._token.metadata() if self._token is not None else None
             except ValueError as e:  # the token file went away or went bad: no stream can work
-                self._fail(SidecarError(None, str(e)))
+                self._fail(SidecarError(grpc.StatusCode.UNAUTHENTICATED, str(e)))
                 return
             s = _Stream(self._epoch, self._stub.Consume(metadata=metadata))
             try:
