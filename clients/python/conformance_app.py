@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from kafka_sidecar_client import AssignmentChange, AsyncConsumer, Record, Rejection, SidecarError
+from kafka_sidecar_client import TLS, AssignmentChange, AsyncConsumer, Record, Rejection, SidecarError
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -89,6 +89,7 @@ class App:
     async def do(self, ins: dict[str, Any]) -> None:
         op = ins["op"]
         if op == "connect":
+            tls = ins.get("tls")  # {"ca_file", "cert_file", "key_file"}: files, as an app would have
             self.consumer = AsyncConsumer(
                 ins["address"],
                 max_in_flight=ins["max_in_flight"],
@@ -96,6 +97,10 @@ class App:
                 on_rejection=self.on_rejection,
                 manage_leases=ins.get("manage_leases", True),
                 max_lease=ins.get("max_lease_ms", 3_600_000) / 1000,
+                tls=TLS(ca=tls["ca_file"], cert=tls.get("cert_file"), key=tls.get("key_file"))
+                if tls
+                else False,
+                token_file=ins.get("token_file"),
             )
             await self.consumer.connect()
             self.receiver = asyncio.create_task(self.receive(self.consumer))

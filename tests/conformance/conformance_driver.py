@@ -5,7 +5,9 @@ scenario is written once, here and in test_conformance.py, and holds every clien
 behaviour. The app protocol (one JSON object per line):
 
 - to the app, on stdin: ``{"seq": n, "op": ...}`` with op ``connect`` (``address``,
-  ``max_in_flight``, optional ``manage_leases`` and ``max_lease_ms``), ``ack``/``extend`` (``ids``),
+  ``max_in_flight``, optional ``manage_leases``, ``max_lease_ms``, ``tls`` as PEM file paths
+  ``{"ca_file", "cert_file", "key_file"}`` (the last two for mutual TLS) and ``token_file``: a file,
+  so the token is never in an instruction or a log), ``ack``/``extend`` (``ids``),
   ``nack`` (``ids``, optional ``delay_ms``), ``reject`` (``ids``, ``reason``), ``ack_offsets``
   (``topic``, ``partition``, ``offsets``, ``ranges`` as ``[first, last]`` pairs), ``flush``,
   ``close``. End of stdin: close and exit 0.

@@ -8,6 +8,7 @@ what the client sent on the wire, and the group's committed offsets on the broke
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from conformance_driver import LANGUAGES, ConformanceApp, Delivery, ToolchainMissing, build_app
 from conformance_proxy import RecordingProxy, StreamLog
-from e2e_support import wait_committed
+from e2e_support import wait_committed, wait_for
 from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
+from tls_support import Authority
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.embedded import (
@@ -36,6 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.parametrize("lang", LANGUAGES
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
 #: Fast commits and drains keep each scenario to seconds; everything else is the daemon's default.
 SIDECAR_ENV = {"SIDECAR_COMMIT_INTERVAL_MS": "200", "SIDECAR_DRAIN_TIMEOUT_MS": "2000"}
 
@@ -424,6 +427,84 @@ def test_records_held_past_max_lease_are_let_go(harness: Callable[..., Harness])
     h.app.do("ack", ids=h.ids(again))
     h.wait_committed({0: 5})
     assert h.app.finish() == 0
+
+
+# -- over mutual TLS with a bearer token ----------------------------------------------------------
+
+TOKEN = "conformance-token-7d41b9"
+
+
+def test_mutual_tls_and_token_receive_ack_commit_and_no_token_is_refused(
+    lang: str,
+    app_builds: AppBuilds,
+    broker: EmbeddedBroker,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+    tmp_path: Path,
+) -> None:
+    """The sidecar wants a client certificate from the test's CA and a token from a file: a client
+    given both receives everything, acks it, and it is committed; one without the token is refused
+    with UNAUTHENTICATED, reported as an error rather than retried. The app connects straight to the
+    sidecar (the recording proxy speaks plaintext): what is checked is records, commits and refusal.
+    """
+    cmd = app_builds.command(lang)
+    pki = Authority(tmp_path)
+    server, client = pki.issue("sidecar"), pki.issue("app", client=True)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    topic = new_topic(2)
+    produced = produce(broker.bootstrap, topic, 20, partitions=2, headers=True)
+    env = {
+        **SIDECAR_ENV,
+        "SIDECAR_READINESS": "joined",
+        "SIDECAR_TLS_CERT_FILE": str(server.cert),
+        "SIDECAR_TLS_KEY_FILE": str(server.key),
+        "SIDECAR_TLS_CLIENT_CA_FILE": str(pki.pem),
+        "SIDECAR_GRPC_TOKEN_FILE": str(token_file),
+    }
+    # Plaintext health cannot probe a TLS port: wait for the HTTP readiness (joined) instead.
+    sidecar = sidecar_factory(topics=topic, group_id=group_id, env=env, wait_serving=False)
+    wait_for("the sidecar to join", lambda: sidecar.readyz()[0] == 200 or not sidecar.is_running(), 30)
+    assert sidecar.is_running(), sidecar.log_tail()
+    tls = {"ca_file": str(pki.pem), "cert_file": str(client.cert), "key_file": str(client.key)}
+
+    apps: list[ConformanceApp] = []
+    try:
+        refused = ConformanceApp(lang, cmd, tmp_path / f"app-{lang}-no-token.log")
+        apps.append(refused)
+        refused.do("connect", address=sidecar.grpc_address, max_in_flight=100, tls=tls)
+        error = refused.wait_event("error", timeout=15)
+        assert error["code"] == UNAUTHENTICATED, error
+        assert refused.deliveries() == []
+        refused.finish()
+
+        app = ConformanceApp(lang, cmd, tmp_path / f"app-{lang}.log")
+        apps.append(app)
+        app.do(
+            "connect", address=sidecar.grpc_address, max_in_flight=100, tls=tls, token_file=str(token_file)
+        )
+        got = app.wait_records(20)
+        assert {(d.partition, d.offset) for d in got} == set(produced.records)
+        for d in got:
+            i = record_index(produced.records[(d.partition, d.offset)])
+            assert (d.topic, d.key, d.value) == (
+                topic,
+                f"k{i}".encode(),
+                produced.records[(d.partition, d.offset)],
+            )
+        app.do("ack", ids=[d.id for d in got])
+        app.do("flush")
+        wait_committed(broker.bootstrap, group_id, topic, produced.expected_commits, timeout=20)
+        app.do("close")
+        assert app.finish() == 0
+    finally:
+        for a in apps:
+            a.kill()
+    for a in apps:
+        with contextlib.suppress(OSError):
+            assert TOKEN not in a.log_path.read_text(errors="replace"), f"the token is in {a.log_path}"
+    assert TOKEN not in sidecar.log_text()
 
 
 def _read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Message]:

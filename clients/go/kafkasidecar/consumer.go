@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -40,6 +41,8 @@ type config struct {
 	dialOptions    []grpc.DialOption
 	manageLeases   bool
 	maxLease       time.Duration
+	transport      credentials.TransportCredentials // nil: insecure
+	token          *tokenCreds                      // nil: no token
 }
 
 // Option configures Connect.
@@ -183,10 +186,14 @@ func Connect(address string, opts ...Option) (*Consumer, error) {
 	if address == "" {
 		return nil, errors.New("kafkasidecar: empty address (want unix:///path.sock or host:port)")
 	}
+	transport := cfg.transport
+	if transport == nil {
+		transport = insecure.NewCredentials() // a pod-local socket or loopback
+	}
 	// The channel's own reconnect backoff defaults to 1 s..120 s; align it with ours, or a restarted
 	// sidecar would be ignored until the channel's next attempt.
 	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()), // a pod-local socket or loopback
+		grpc.WithTransportCredentials(transport),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
@@ -194,6 +201,12 @@ func Connect(address string, opts ...Option) (*Consumer, error) {
 			},
 			MinConnectTimeout: time.Second,
 		}),
+	}
+	if cfg.token != nil {
+		if _, err := cfg.token.current(); err != nil { // a bad token is the caller's error, now
+			return nil, err
+		}
+		dial = append(dial, grpc.WithPerRPCCredentials(cfg.token))
 	}
 	conn, err := grpc.NewClient(address, append(dial, cfg.dialOptions...)...)
 	if err != nil {

@@ -14,6 +14,7 @@ import io.github.kafkasidecar.client.TopicPartition;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
@@ -146,6 +147,10 @@ public final class ConformanceApp {
     return out;
   }
 
+  private static Path path(JsonObject o, String key) {
+    return o.has(key) && !o.get(key).isJsonNull() ? Path.of(o.get(key).getAsString()) : null;
+  }
+
   private void perform(JsonObject ins) throws Exception {
     String op = ins.get("op").getAsString();
     if (op.equals("connect")) {
@@ -159,6 +164,13 @@ public final class ConformanceApp {
       }
       if (ins.has("max_lease_ms")) {
         b.maxLease(Duration.ofMillis(ins.get("max_lease_ms").getAsLong()));
+      }
+      if (ins.has("tls")) { // PEM files; cert_file and key_file for mutual TLS
+        JsonObject tls = ins.getAsJsonObject("tls");
+        b.tls(path(tls, "ca_file"), path(tls, "cert_file"), path(tls, "key_file"));
+      }
+      if (ins.has("token_file")) {
+        b.tokenFile(Path.of(ins.get("token_file").getAsString()));
       }
       consumer = b.connect();
       SidecarConsumer c = consumer;

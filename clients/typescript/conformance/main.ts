@@ -16,6 +16,9 @@ interface Instruction {
   max_in_flight?: number;
   manage_leases?: boolean;
   max_lease_ms?: number;
+  /** TLS from PEM files (mutual TLS with cert_file and key_file), and a token file. */
+  tls?: { ca_file: string; cert_file?: string; key_file?: string };
+  token_file?: string;
   ids?: number[];
   delay_ms?: number | null;
   reason?: string;
@@ -73,6 +76,8 @@ async function perform(ins: Instruction): Promise<void> {
       maxInFlight: ins.max_in_flight,
       manageLeases: ins.manage_leases ?? true,
       maxLeaseMs: ins.max_lease_ms,
+      tls: ins.tls && { ca: ins.tls.ca_file, cert: ins.tls.cert_file, key: ins.tls.key_file },
+      tokenFile: ins.token_file,
       onAssignment: (ch: AssignmentChange) =>
         emit({ event: "assignment", assigned: tps(ch.assigned), added: tps(ch.added), revoked: tps(ch.revoked), lost: ch.lost }),
       onRejection: (r: Rejection) =>

@@ -14,7 +14,7 @@
  * The records in flight also carry their lease, so that the client can extend them for the app while
  * they are held (see leases.ts): one ticker per stream, no timer per record.
  */
-import { type ChannelOptions, type ClientDuplexStream, credentials, type ServiceError, status as Status } from "@grpc/grpc-js";
+import { type ChannelOptions, type ClientDuplexStream, type ServiceError, status as Status } from "@grpc/grpc-js";
 import { AckBuffer, type OffsetGroup, type Range } from "./acks";
 import * as pb from "./gen/kafka_sidecar/v1/sidecar";
 import { DEFAULT_MAX_LEASE_MS, firstLease, type Held, NEVER, renew, tickIntervalMs } from "./leases";
@@ -29,6 +29,7 @@ import {
   SidecarError,
   type TopicPartition,
 } from "./records";
+import { type TlsOptions, tlsChannel, Token } from "./security";
 
 /** Upper bound of every wait in `close()`: closing must never hang on a stuck sidecar. */
 export const CLOSE_TIMEOUT_MS = 5000;
@@ -66,6 +67,19 @@ export interface ConsumerOptions {
   manageLeases?: boolean;
   /** How long after a record arrived the client stops extending its lease (default one hour). */
   maxLeaseMs?: number;
+  /**
+   * TLS to the sidecar (default: plaintext, for a unix socket or loopback): `true` for TLS with Node's
+   * root certificates, or `{ ca, cert, key, serverName }` (PEM Buffers or file paths; `cert` and `key`
+   * for mutual TLS). Files are read by `connect()`.
+   */
+  tls?: TlsOptions | boolean;
+  /**
+   * Sent as `authorization: Bearer <token>` with every stream, over TLS or plaintext. A sidecar that
+   * wants another ends the stream with UNAUTHENTICATED: a `SidecarError`, not retried.
+   */
+  token?: string;
+  /** Like `token`, read from this file (trimmed), and read again when the file changes. */
+  tokenFile?: string;
 }
 
 type Call = ClientDuplexStream<pb.ConsumeRequest, pb.ConsumeResponse>;
@@ -148,6 +162,7 @@ export class Consumer implements AsyncIterable<Record> {
   private readonly backoff: { initial: number; max: number };
   private readonly manageLeases: boolean;
   private readonly maxLeaseMs: number;
+  private readonly token: Token | undefined;
   private client: pb.ConsumerServiceClient | undefined;
   private runner: Promise<void> | undefined;
   private stream: Stream | undefined;
@@ -179,6 +194,8 @@ export class Consumer implements AsyncIterable<Record> {
     this.options = options;
     this.manageLeases = options.manageLeases ?? true;
     this.maxLeaseMs = maxLeaseMs;
+    const { token, tokenFile } = options;
+    this.token = token === undefined && tokenFile === undefined ? undefined : new Token(token, tokenFile);
   }
 
   // -- lifecycle ----------------------------------------------------------------------------------
@@ -190,12 +207,15 @@ export class Consumer implements AsyncIterable<Record> {
   connect(): this {
     if (this.isClosed) throw new Error("consumer is closed");
     if (this.runner !== undefined) return this;
+    this.token?.current(); // a missing or bad token file is the caller's error, now
+    const channel = tlsChannel(this.options.tls);
     // The channel's own reconnect backoff defaults to 1 s..120 s; align it with ours, or a restarted
     // sidecar would be ignored until the channel's next attempt.
-    this.client = new pb.ConsumerServiceClient(this.address, credentials.createInsecure(), {
+    this.client = new pb.ConsumerServiceClient(this.address, channel.credentials, {
       "grpc.max_receive_message_length": -1,
       "grpc.initial_reconnect_backoff_ms": this.backoff.initial,
       "grpc.max_reconnect_backoff_ms": this.backoff.max,
+      ...channel.options,
       ...this.options.channelOptions,
     });
     this.runner = this.run();
@@ -448,7 +468,15 @@ export class Consumer implements AsyncIterable<Record> {
     let attempt = 0;
     while (!this.stopped) {
       this.epoch += 1;
-      const s = new Stream(this.epoch, this.client!.consume());
+      let metadata;
+      try {
+        metadata = this.token?.metadata();
+      } catch (e) {
+        // The token file went away or went bad: no stream can work.
+        this.fail(new SidecarError(Status.UNAUTHENTICATED, (e as Error).message));
+        return;
+      }
+      const s = new Stream(this.epoch, metadata ? this.client!.consume(metadata) : this.client!.consume());
       let reason = "the sidecar ended the stream";
       try {
         await this.serve(s);

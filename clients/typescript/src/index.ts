@@ -17,3 +17,4 @@ export {
   TimestampType,
   type TopicPartition,
 } from "./records";
+export { type Pem, type TlsOptions } from "./security";

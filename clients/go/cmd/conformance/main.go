@@ -27,15 +27,22 @@ type instruction struct {
 	Address     string `json:"address"`
 	MaxInFlight int    `json:"max_in_flight"`
 	// Lease management: on unless manage_leases is false; max_lease_ms defaults to the client's.
-	ManageLeases *bool      `json:"manage_leases"`
-	MaxLeaseMs   *int64     `json:"max_lease_ms"`
-	IDs          []int      `json:"ids"`
-	DelayMs      *int64     `json:"delay_ms"`
-	Reason       string     `json:"reason"`
-	Topic        string     `json:"topic"`
-	Partition    int32      `json:"partition"`
-	Offsets      []int64    `json:"offsets"`
-	Ranges       [][2]int64 `json:"ranges"`
+	ManageLeases *bool  `json:"manage_leases"`
+	MaxLeaseMs   *int64 `json:"max_lease_ms"`
+	// TLS from PEM files (mutual TLS with cert_file and key_file), and a token file.
+	TLS *struct {
+		CAFile   string `json:"ca_file"`
+		CertFile string `json:"cert_file"`
+		KeyFile  string `json:"key_file"`
+	} `json:"tls"`
+	TokenFile string     `json:"token_file"`
+	IDs       []int      `json:"ids"`
+	DelayMs   *int64     `json:"delay_ms"`
+	Reason    string     `json:"reason"`
+	Topic     string     `json:"topic"`
+	Partition int32      `json:"partition"`
+	Offsets   []int64    `json:"offsets"`
+	Ranges    [][2]int64 `json:"ranges"`
 }
 
 type app struct {
@@ -132,6 +139,16 @@ func (a *app) do(in instruction) error {
 		}
 		if in.MaxLeaseMs != nil {
 			opts = append(opts, ks.WithMaxLease(time.Duration(*in.MaxLeaseMs)*time.Millisecond))
+		}
+		if in.TLS != nil {
+			cfg, err := ks.LoadTLSConfig(in.TLS.CAFile, in.TLS.CertFile, in.TLS.KeyFile)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, ks.WithTLS(cfg))
+		}
+		if in.TokenFile != "" {
+			opts = append(opts, ks.WithTokenFile(in.TokenFile))
 		}
 		c, err := ks.Connect(in.Address, append(opts,
 			ks.WithOnAssignment(func(ch ks.AssignmentChange) {

@@ -8,10 +8,12 @@ blocking one (the same client, run on a background thread).
 from kafka_sidecar_client._async import AsyncConsumer
 from kafka_sidecar_client._blocking import Consumer
 from kafka_sidecar_client._records import AssignmentChange, Record, Rejection, SidecarError
+from kafka_sidecar_client._security import TLS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TLS",
     "AssignmentChange",
     "AsyncConsumer",
     "Consumer",

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -48,6 +49,7 @@ from kafka_sidecar_client._records import (
     TopicPartition,
     records_from_batch,
 )
+from kafka_sidecar_client._security import TLS, token_source
 
 log = logging.getLogger("kafka_sidecar_client")
 
@@ -107,6 +109,12 @@ class AsyncConsumer:
     most ``max_lease`` seconds after the record arrived; then it lets the record go, and the sidecar
     delivers it again once its lease ends. So a slow handler causes no redeliveries, and a stuck one
     holds its records for ``max_lease`` at most.
+
+    The channel is plaintext by default (a unix socket or loopback). ``tls=True`` or ``tls=TLS(ca=...,
+    cert=..., key=...)`` makes it TLS, with a client certificate for mutual TLS. ``token`` (or
+    ``token_file``, read again when it changes) is sent as ``authorization: Bearer <token>`` with
+    every stream, over TLS or not; a sidecar that wants another token ends the stream with
+    ``UNAUTHENTICATED``, which surfaces as a ``SidecarError``.
     """
 
     def __init__(
@@ -120,6 +128,9 @@ class AsyncConsumer:
         channel_options: Sequence[tuple[str, Any]] | None = None,
         manage_leases: bool = True,
         max_lease: float = DEFAULT_MAX_LEASE,
+        tls: TLS | bool = False,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -129,6 +140,8 @@ class AsyncConsumer:
         if not 0 < low <= high:
             raise ValueError("reconnect_backoff must be (initial, maximum) with 0 < initial <= maximum")
         self.address = address
+        self.tls: TLS | None = TLS() if tls is True else (tls or None)
+        self._token = token_source(token, token_file)
         self.max_in_flight = max_in_flight
         self.reconnect_backoff = (float(low), float(high))
         self.on_assignment = on_assignment
@@ -151,6 +164,7 @@ class AsyncConsumer:
             "grpc.min_reconnect_backoff_ms": max(1, int(low * 1000)),
             "grpc.max_reconnect_backoff_ms": max(1, int(high * 1000)),
         }
+        options.update(dict(self.tls.channel_options() if self.tls else ()))
         options.update(dict(channel_options or ()))
         self._options = list(options.items())
         self._channel: Any = None
@@ -174,7 +188,13 @@ class AsyncConsumer:
             return
         if self._closed:
             raise RuntimeError("consumer is closed")
-        self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+        if self._token is not None:
+            self._token.value()  # a missing or bad token file is the caller's error, now
+        if self.tls is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+        else:
+            creds = self.tls.credentials()
+            self._channel = grpc.aio.secure_channel(self.address, creds, options=self._options)
         self._stub = sidecar_pb2_grpc.ConsumerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._runner = asyncio.create_task(self._run(), name=f"kafka-sidecar-client {self.address}")
 
@@ -431,7 +451,12 @@ class AsyncConsumer:
         attempt = 0
         while not self._stop.is_set():
             self._epoch += 1
-            s = _Stream(self._epoch, self._stub.Consume())
+            try:
+                metadata = self._token.metadata() if self._token is not None else None
+            except ValueError as e:  # the token file went away or went bad: no stream can work
+                self._fail(SidecarError(grpc.StatusCode.UNAUTHENTICATED, str(e)))
+                return
+            s = _Stream(self._epoch, self._stub.Consume(metadata=metadata))
             try:
                 await self._serve(s)
                 reason = "the sidecar ended the stream"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
@@ -25,6 +26,7 @@ from kafka_sidecar_client._async import (
 )
 from kafka_sidecar_client._leases import DEFAULT_MAX_LEASE
 from kafka_sidecar_client._records import Record, TopicPartition
+from kafka_sidecar_client._security import TLS
 
 T = TypeVar("T")
 
@@ -47,6 +49,9 @@ class Consumer:
         channel_options: Sequence[tuple[str, Any]] | None = None,
         manage_leases: bool = True,
         max_lease: float = DEFAULT_MAX_LEASE,
+        tls: TLS | bool = False,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._async = AsyncConsumer(
             address,
@@ -57,6 +62,9 @@ class Consumer:
             channel_options=channel_options,
             manage_leases=manage_leases,
             max_lease=max_lease,
+            tls=tls,
+            token=token,
+            token_file=token_file,
         )
         # Created by connect(), so a Consumer that never connects holds no loop or thread.
         self._loop: asyncio.AbstractEventLoop | None = None

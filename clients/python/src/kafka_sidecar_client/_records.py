@@ -213,7 +213,8 @@ class SidecarError(Exception):
     """The sidecar ended the stream with a status that retrying would not fix.
 
     INVALID_ARGUMENT means the client sent a malformed request (a bug in the client or in raw
-    ``ack_offsets`` use); other codes are unexpected. ``code`` is the ``grpc.StatusCode``.
+    ``ack_offsets`` use); UNAUTHENTICATED, a missing or wrong token; other codes are unexpected.
+    ``code`` is the ``grpc.StatusCode``.
     """
 
     def __init__(self, code: grpc.StatusCode | None, details: str) -> None:

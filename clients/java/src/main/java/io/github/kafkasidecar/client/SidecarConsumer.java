@@ -1,9 +1,14 @@
 package io.github.kafkasidecar.client;
 
+import io.grpc.ChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
+import io.grpc.TlsChannelCredentials;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import java.lang.System.Logger.Level;
@@ -108,10 +113,11 @@ public final class SidecarConsumer implements AutoCloseable, Iterable<KafkaRecor
     this.address = cfg.address;
     this.cfg = cfg;
     this.channel =
-        Grpc.newChannelBuilder(address, InsecureChannelCredentials.create())
+        Grpc.newChannelBuilder(address, cfg.credentials)
             .maxInboundMessageSize(Integer.MAX_VALUE)
             .build();
-    this.stub = ConsumerServiceGrpc.newStub(channel);
+    ConsumerServiceGrpc.ConsumerServiceStub plain = ConsumerServiceGrpc.newStub(channel);
+    this.stub = cfg.token == null ? plain : plain.withCallCredentials(cfg.token);
     this.executor =
         new ScheduledThreadPoolExecutor(
             1,
@@ -138,6 +144,8 @@ public final class SidecarConsumer implements AutoCloseable, Iterable<KafkaRecor
     private Consumer<Rejection> onRejection = rejection -> {};
     private boolean manageLeases = true;
     private Duration maxLease = DEFAULT_MAX_LEASE;
+    private ChannelCredentials credentials = InsecureChannelCredentials.create();
+    private BearerToken token;
 
     private Builder(String address) {
       this.address = Objects.requireNonNull(address, "address");
@@ -187,6 +195,60 @@ public final class SidecarConsumer implements AutoCloseable, Iterable<KafkaRecor
     }
 
     /**
+     * TLS to the sidecar (default: plaintext, for a unix socket or loopback), from PEM files: {@code
+     * caFile} is the CA bundle that signed the sidecar's certificate (null: the JDK's trusted roots);
+     * {@code certFile} and {@code keyFile} (PKCS#8) are the client's certificate chain and key for
+     * mutual TLS (both null without). The files are read here.
+     *
+     * @throws UncheckedIOException if a file cannot be read or parsed
+     */
+    public Builder tls(Path caFile, Path certFile, Path keyFile) {
+      if ((certFile == null) != (keyFile == null)) {
+        throw new IllegalArgumentException("tls: give both certFile and keyFile (mutual TLS) or neither");
+      }
+      TlsChannelCredentials.Builder b = TlsChannelCredentials.newBuilder();
+      try {
+        if (caFile != null) {
+          b.trustManager(caFile.toFile());
+        }
+        if (certFile != null) {
+          b.keyManager(certFile.toFile(), keyFile.toFile());
+        }
+      } catch (IOException | IllegalArgumentException e) {
+        throw new UncheckedIOException(new IOException("tls: " + e.getMessage(), e));
+      }
+      this.credentials = b.build();
+      return this;
+    }
+
+    /**
+     * The channel's credentials, for what {@link #tls} does not cover (PEM from memory, a custom
+     * trust manager, certificates that reload): for example {@code TlsChannelCredentials.newBuilder()
+     * .trustManager(caPemStream).build()}.
+     */
+    public Builder channelCredentials(ChannelCredentials creds) {
+      this.credentials = Objects.requireNonNull(creds);
+      return this;
+    }
+
+    /**
+     * Sends {@code authorization: Bearer <token>} with every stream, over TLS or plaintext (the
+     * sidecar accepts it over a unix socket too; on a plaintext TCP port anyone watching the traffic
+     * can read it, so use {@link #tls} when the port leaves the pod). A sidecar that wants another
+     * token ends the stream with UNAUTHENTICATED: a {@link SidecarException}, not retried.
+     */
+    public Builder token(String token) {
+      this.token = BearerToken.of(token);
+      return this;
+    }
+
+    /** Like {@link #token}, read from {@code file} (trimmed), and read again when the file changes. */
+    public Builder tokenFile(Path file) {
+      this.token = BearerToken.fromFile(Objects.requireNonNull(file));
+      return this;
+    }
+
+    /**
      * Checks the options and starts consuming. Returns at once: a sidecar that is not listening yet
      * is retried in the background, and records arrive when it is. Close the consumer when done.
      */
@@ -203,6 +265,13 @@ public final class SidecarConsumer implements AutoCloseable, Iterable<KafkaRecor
       }
       if (address.isEmpty()) {
         throw new IllegalArgumentException("empty address (want unix:///path.sock or host:port)");
+      }
+      if (token != null) {
+        try {
+          token.current(); // a missing or bad token file is the caller's error, now
+        } catch (IOException e) {
+          throw new UncheckedIOException("token file: " + e.getMessage(), e);
+        }
       }
       SidecarConsumer c = new SidecarConsumer(this);
       c.executor.execute(c::open);

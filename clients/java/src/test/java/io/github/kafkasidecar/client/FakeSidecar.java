@@ -2,7 +2,10 @@ package io.github.kafkasidecar.client;
 
 import io.grpc.Grpc;
 import io.grpc.InsecureServerCredentials;
+import io.grpc.Metadata;
 import io.grpc.Server;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.io.IOException;
@@ -20,11 +23,30 @@ import kafka_sidecar.v1.Sidecar;
  * by the conformance suite (tests/conformance).
  */
 final class FakeSidecar extends ConsumerServiceGrpc.ConsumerServiceImplBase implements AutoCloseable {
+  private static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+
   final BlockingQueue<FakeStream> streams = new LinkedBlockingQueue<>();
+  /** The authorization metadata of each stream opened, in order ("" without). */
+  final List<String> tokens = java.util.Collections.synchronizedList(new ArrayList<>());
   private final Server server;
 
   FakeSidecar() throws IOException {
-    server = Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create()).addService(this).build().start();
+    ServerInterceptor recordToken =
+        new ServerInterceptor() {
+          @Override
+          public <Q, R> io.grpc.ServerCall.Listener<Q> interceptCall(
+              io.grpc.ServerCall<Q, R> call, Metadata headers, io.grpc.ServerCallHandler<Q, R> next) {
+            String token = headers.get(AUTHORIZATION);
+            tokens.add(token == null ? "" : token);
+            return next.startCall(call, headers);
+          }
+        };
+    server =
+        Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
+            .addService(ServerInterceptors.intercept(this, recordToken))
+            .build()
+            .start();
   }
 
   String address() {
