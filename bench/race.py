@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.consumers import LATENCY_HEADER
-from sidecar.embedded import committed_offsets, free_port
+from sidecar.kafka_tools import committed_offsets
+from sidecar.local_broker import free_port
 
 Progress = Callable[[str], None]
 

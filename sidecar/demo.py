@@ -19,7 +19,8 @@ from pathlib import Path
 
 from sidecar import local_stack
 from sidecar.demo_app import read_seen
-from sidecar.embedded import ProduceReport, committed_offsets, free_port, produce, wait_for
+from sidecar.kafka_tools import ProduceReport, committed_offsets, produce, wait_for
+from sidecar.local_broker import free_port
 from sidecar.local_stack import child, clean_env, ready, say, sidecar_process, topic_on
 from sidecar.metrics import scrape
 

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-from sidecar.embedded import committed_offsets, wait_for
+from sidecar.kafka_tools import committed_offsets, wait_for
 from sidecar.local_stack import ready, say, sidecar_env, sidecar_process, topic_on
 from sidecar.metrics import scrape
 

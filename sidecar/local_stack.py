@@ -16,7 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from sidecar.embedded import EmbeddedBroker, create_topic
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import create_topic
 
 
 def say(tool: str, text: str) -> None:

@@ -35,7 +35,9 @@ from kafka_helpers import (  # noqa: E402
 )
 
 from sidecar.brokers.apache_kafka import ApacheKafka, BrokerSetupError, consumer_group_timeouts  # noqa: E402
-from sidecar.embedded import EmbeddedBroker, create_topic, free_port  # noqa: E402
+from sidecar.embedded import EmbeddedBroker  # noqa: E402
+from sidecar.kafka_tools import create_topic  # noqa: E402
+from sidecar.local_broker import free_port  # noqa: E402
 
 #: Session timeout used by every test member: legal on real Kafka (minimum 6000) and keeps Tansu's
 #: join delay (session.timeout.ms / 2) at 3 s.

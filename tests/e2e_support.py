@@ -11,7 +11,7 @@ from typing import NamedTuple, TypeVar
 from kafka_helpers import AppFactory, SidecarFactory, SidecarProcess
 
 from sidecar.demo_app import read_seen
-from sidecar.embedded import committed_offsets
+from sidecar.kafka_tools import committed_offsets
 from sidecar.metrics import scrape as metrics
 
 DEMO_APP = str(Path(__file__).resolve().parent.parent / "sidecar" / "demo_app.py")

@@ -18,7 +18,8 @@ from confluent_kafka import Consumer
 from e2e_support import wait_for
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker, committed_offsets, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import committed_offsets, produce
 from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,8 @@ from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from kafka_sidecar_client import AssignmentChange, AsyncConsumer
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,8 @@ from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.embedded import EmbeddedBroker, committed_offsets, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import committed_offsets, produce
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ from raw_stream import RawStream, Row, offsets, rows
 
 from sidecar import deadletter
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape as metrics
 
 DEMO_APP = str(Path(__file__).resolve().parents[1] / "sidecar" / "demo_app.py")

@@ -22,7 +22,8 @@ from e2e_support import (
 )
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration

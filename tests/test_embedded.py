@@ -1,4 +1,4 @@
-"""Tests of sidecar/embedded.py against a real Tansu, and of the process fixtures built on it.
+"""Tests of sidecar/embedded.py and kafka_tools.py against a real Tansu, and of the fixtures built on it.
 
 Why they matter: every integration test trusts these helpers for its expected values (offsets from
 delivery reports, committed offsets read without joining the group). If a helper were wrong, a
@@ -19,9 +19,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka_helpers import AppFactory, TopicFactory
 
-from sidecar.embedded import (
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import (
     OFFSET_INVALID,
-    EmbeddedBroker,
     ProduceReport,
     committed_offsets,
     create_topic,

@@ -13,7 +13,8 @@ from grpc_health.v1 import health_pb2
 from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
 from raw_stream import RawStream
 
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,7 @@ from raw_stream import RawStream, Row, offsets, rows
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.embedded import produce
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration

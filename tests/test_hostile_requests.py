@@ -23,7 +23,8 @@ from raw_stream import RawStream, offsets
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from tls_support import Authority, keystore
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
 from sidecar.brokers.sasl_ssl import MECHANISM, SaslSsl
-from sidecar.embedded import produce
+from sidecar.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 from prometheus_client import REGISTRY
 
 from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.embedded import committed_offsets, produce
+from sidecar.kafka_tools import committed_offsets, produce
 from sidecar.lag import OFFSET_INVALID, LagMonitor, offsets_from_stats, partition_lag
 from sidecar.metrics import scrape
 from sidecar.records import TopicPartition

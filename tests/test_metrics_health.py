@@ -24,8 +24,9 @@ from kafka_helpers import AppFactory, SidecarFactory, SidecarProcess, TopicFacto
 from prometheus_client import REGISTRY
 
 from sidecar import daemon, logs
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
 from sidecar.http import member_ready, poll_liveness, readiness
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape
 from sidecar.rebalance import RebalanceTracker, generation_of
 from sidecar.records import TopicPartition

@@ -18,7 +18,7 @@ from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.embedded import produce
+from sidecar.kafka_tools import produce
 from sidecar.progress import ProgressWatch, Readings, waiting_work
 
 

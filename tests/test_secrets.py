@@ -20,7 +20,8 @@ from kafka_helpers import SidecarFactory, TopicFactory
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.embedded import EmbeddedBroker, produce
+from sidecar.embedded import EmbeddedBroker
+from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape
 
 pytestmark = pytest.mark.integration

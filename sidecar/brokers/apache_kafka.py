@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sidecar.brokers.kafka_jars import BUILD_DIR, BrokerSetupError, assemble, find_java, kafka_version
 from sidecar.brokers.sasl_ssl import SaslSsl
-from sidecar.embedded import LocalBroker, file_tail, free_port, port_accepts
+from sidecar.local_broker import LocalBroker, file_tail, free_port, port_accepts
 
 __all__ = ["ApacheKafka", "BrokerSetupError", "consumer_group_timeouts"]
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar.embedded import free_port
+from sidecar.local_broker import free_port
 
 MECHANISM = "SCRAM-SHA-512"
 

@@ -30,7 +30,8 @@ from kafka_helpers import TopicFactory
 
 from kafka_sidecar_client import Consumer
 from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.embedded import free_port, produce
+from sidecar.kafka_tools import produce
+from sidecar.local_broker import free_port
 
 pytestmark = pytest.mark.image
 
