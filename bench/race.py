@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.consumers import LATENCY_HEADER
-from sidecar.kafka_tools import committed_offsets
 from sidecar.local_broker import free_port
 
 Progress = Callable[[str], None]
@@ -222,14 +221,7 @@ class Bench:
         return process, f"unix://{socket}"
 
     def wait_committed(self, group: str, topic: str, expected: dict[int, int], timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            got = committed_offsets(self.bootstrap, group, topic, max(expected) + 1)
-            if all(got.get(p) == o for p, o in expected.items()):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"group {group}: committed {got}, expected {expected}")
-            time.sleep(0.2)
+        CommitWatch(self.bootstrap, group, topic, expected).wait(timeout)
 
     # -- throughput -----------------------------------------------------------------------------
 

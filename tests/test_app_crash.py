@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
-from e2e_support import wait_for
+from e2e_support import seen, wait_for
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
 from sidecar.embedded import EmbeddedBroker
@@ -28,18 +28,8 @@ CROWD = Path(__file__).parent / "stream_crowd.py"
 RECORDS = 4_000
 
 
-def _seen(path: Path) -> list[tuple[int, int, int]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        partition, offset, attempt = line.split()
-        out.append((int(partition), int(offset), int(attempt)))
-    return out
-
-
 def _held(path: Path, want: int) -> bool:
-    return len(_seen(path)) >= want
+    return len(seen(path)) >= want
 
 
 def _dead_letters(bootstrap: str, topic: str, group: str) -> int:
@@ -117,7 +107,7 @@ def test_many_streams_killed_at_once_cost_one_attempt_per_crash(
     if dead_letter:
         assert _dead_letters(broker.bootstrap, dlq, f"{group_id}-dlq") == 0
 
-    first, second, last = (_seen(out) for out in (*outs, final))
+    first, second, last = (seen(out) for out in (*outs, final))
     assert {(p, o) for p, o, _ in first + second + last} >= set(report.records)
     # Each crash charges exactly one attempt: what one app saw, the next sees one attempt later.
     for before, after in ((first, second), (second, last)):

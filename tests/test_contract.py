@@ -18,6 +18,7 @@ from raw_stream import RawStream, offsets
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.embedded import EmbeddedBroker
 from sidecar.kafka_tools import committed_offsets, produce
+from sidecar.transport_security import unix_socket_path
 
 pytestmark = pytest.mark.integration
 
@@ -198,7 +199,7 @@ def test_an_address_already_taken_stops_start_up_with_one_line(
     first = sidecar_factory(topics=topic, group_id=group_id, unix_socket=taken == "unix")
     if taken == "unix":  # gRPC would replace the socket file and take the first sidecar's apps
         env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
-        path = first.grpc_address.removeprefix("unix:").removeprefix("//")
+        path = unix_socket_path(first.grpc_address)
         expected = f"cannot listen for gRPC on unix://{path}: another process is serving on {path}"
     elif taken == "grpc":
         env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
@@ -222,7 +223,8 @@ def test_a_unix_socket_left_by_a_killed_sidecar_is_taken_over(
     topic = new_topic(1)
     first = sidecar_factory(topics=topic, group_id=group_id, unix_socket=True)
     first.kill()
-    path = first.grpc_address.removeprefix("unix:").removeprefix("//")
+    path = unix_socket_path(first.grpc_address)
+    assert path is not None
     assert os.path.exists(path), "SIGKILL leaves the socket file behind"
     env = {"SIDECAR_GRPC_ADDRESS": first.grpc_address, "SIDECAR_HTTP_ADDRESS": "off"}
     second = sidecar_factory(topics=topic, group_id=group_id, env=env)

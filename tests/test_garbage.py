@@ -15,6 +15,7 @@ from raw_stream import RawStream
 
 from sidecar.embedded import EmbeddedBroker
 from sidecar.kafka_tools import produce
+from sidecar.transport_security import unix_socket_path
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +40,11 @@ GARBAGE = {
 
 def _send(sidecar: SidecarProcess, payload: bytes) -> None:
     address = sidecar.grpc_address
-    if address.startswith("unix:"):
+    path = unix_socket_path(address)
+    target: str | tuple[str, int]
+    if path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: str | tuple[str, int] = address.removeprefix("unix:").removeprefix("//")
+        target = path
     else:
         host, port = address.rsplit(":", 1)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

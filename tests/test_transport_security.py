@@ -25,6 +25,7 @@ from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.embedded import EmbeddedBroker
 from sidecar.kafka_tools import produce
 from sidecar.metrics import scrape as metrics
+from sidecar.transport_security import unix_socket_path
 
 pytestmark = pytest.mark.integration
 
@@ -246,7 +247,8 @@ def test_the_unix_socket_has_the_configured_mode(
     sidecar = sidecar_factory(
         topics=new_topic(1), group_id=group_id, unix_socket=True, env={"SIDECAR_GRPC_SOCKET_MODE": mode}
     )
-    path = sidecar.grpc_address.removeprefix("unix:").removeprefix("//")
+    path = unix_socket_path(sidecar.grpc_address)
+    assert path is not None
     st = os.stat(path)
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) == expected

@@ -178,8 +178,6 @@ class Config:
         value: object = getattr(self, field)
         if field == "topics":
             return ",".join(self.topics)
-        if field == "dlq_topic":
-            return self.dlq_topic or "(none)"
         if field == "grpc_socket_mode":
             return f"0{self.grpc_socket_mode:03o}"
         if field == "http_address":
@@ -187,7 +185,7 @@ class Config:
                 return "off"
             host, port = self.http_address
             return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if value is None:  # an optional file not given
+        if value is None:  # an optional setting not given (a dead-letter topic, a file)
             return "(none)"
         return str(value)
 

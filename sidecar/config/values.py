@@ -136,26 +136,26 @@ def optional_topic(text: str) -> str | None:
     return text
 
 
-def optional_file(text: str) -> str | None:
-    """A readable file (a certificate, a key, a token), or None when unset."""
-    if not text:
-        return None
+def _readable(path: str) -> bytes:
     try:
-        with open(text, "rb") as f:
-            f.read(1)
+        with open(path, "rb") as f:
+            return f.read()
     except OSError as exc:
-        raise Invalid(f"a readable file; {json.dumps(text)}: {exc.strerror or exc}") from None
-    return text
+        raise Invalid(f"a readable file; {json.dumps(path)}: {exc.strerror or exc}") from None
+
+
+def optional_file(text: str) -> str | None:
+    """A readable file (a certificate, a key), or None when unset."""
+    if text:
+        _readable(text)
+    return text or None
 
 
 def token_file(text: str) -> str | None:
     """A readable file holding a token (not empty), or None when unset."""
-    path = optional_file(text)
-    if path is not None:
-        with open(path, "rb") as f:
-            if not f.read().strip():
-                raise Invalid(f"a file holding the token; {json.dumps(path)} is empty")
-    return path
+    if text and not _readable(text).strip():
+        raise Invalid(f"a file holding the token; {json.dumps(text)} is empty")
+    return text or None
 
 
 def file_mode(text: str) -> int:
