@@ -7,14 +7,16 @@ missing Maven stop it with a message that says what to install, and the running 
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
 
 from sidecar.brokers import kafka_jars
-from sidecar.brokers.apache_kafka import ApacheKafka
+from sidecar.brokers.apache_kafka import ApacheKafka, cluster_id
 from sidecar.brokers.kafka_jars import BrokerSetupError
 
 
@@ -103,6 +105,17 @@ def _address(hex_address: str) -> str:
 
 
 @pytest.mark.integration
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool would take a leading '-' for an option (a start in 64 used to fail so)."""
+    drawn = iter([uuid.UUID(bytes=b"\xfb" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+    assert base64.urlsafe_b64encode(b"\xfb" + bytes(15)).decode().startswith("-")  # the first is one
+    assert cluster_id() == base64.urlsafe_b64encode(b"\x01" + bytes(15)).decode().rstrip("=")
+    for _ in range(2000):
+        monkeypatch.undo()
+        assert not cluster_id().startswith("-")
+
+
 def test_the_node_listens_on_loopback_only(kafka: ApacheKafka) -> None:
     assert kafka.pid is not None
     listening = _listening(kafka.pid)

@@ -186,11 +186,11 @@ class ApacheKafka(LocalBroker):
         properties = self.workdir / "server.properties"
         properties.write_text("".join(f"{key}={value}\n" for key, value in sorted(self.config.items())))
         classpath = f"{libs}/*"
-        cluster_id = _cluster_id()
+        cluster = cluster_id()
         users = self.sasl_ssl.format_args() if self.sasl_ssl else []
         fmt = subprocess.run(
             [java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(properties), *users],
+             "-t", cluster, "-c", str(properties), *users],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if fmt.returncode != 0:
@@ -245,9 +245,15 @@ class ApacheKafka(LocalBroker):
         return f"ApacheKafka({self.version}, {where})"
 
 
-def _cluster_id() -> str:
-    """A fresh KRaft cluster id: 16 random bytes in URL-safe base64, like ``kafka-storage random-uuid``."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A fresh KRaft cluster id: 16 random bytes in URL-safe base64, like ``kafka-storage random-uuid``.
+
+    Like Kafka's own ``Uuid.randomUuid``, an id that starts with ``-`` is drawn again: the storage
+    tool's argument parser would read it as an option (one start in 64 failed that way)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 # -- command line ---------------------------------------------------------------------------------------
