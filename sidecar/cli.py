@@ -29,13 +29,17 @@ def _check_with_librdkafka(config: Config) -> None:
     from confluent_kafka import KafkaException
 
     from sidecar.member import check_kafka_config
+    from sidecar.share.member import check_share_kafka_config
 
     try:
-        check_kafka_config(config.kafka)
+        if config.share:
+            check_share_kafka_config(dict(config.kafka))
+        else:
+            check_kafka_config(config.kafka)
     except KafkaException as exc:
         error = exc.args[0] if exc.args else exc
         message = error.str() if hasattr(error, "str") else str(error)
-        named = [p for p in re.findall(r'"([^"]+)"', message) if p in config.kafka]
+        named = [p for p in re.findall(r'["`]([^"`]+)["`]', message) if p in config.kafka]
         if not named:
             raise ConfigError("KAFKA_*", message, "", problem=message) from None
         prop = named[0]

@@ -19,12 +19,10 @@ import time
 import uvloop
 
 from sidecar import metrics
+from sidecar.assembly import build
 from sidecar.collector import Collector
 from sidecar.config import Config
-from sidecar.deadletter import DeadLetterProducer
-from sidecar.delivery import Ordering, Policy
-from sidecar.dispatcher import Dispatcher
-from sidecar.handoff import Handoff
+from sidecar.group import Member
 from sidecar.http import (
     HttpServer,
     ListenError,
@@ -34,8 +32,6 @@ from sidecar.http import (
     progress_liveness,
     readiness,
 )
-from sidecar.member import GroupMember
-from sidecar.pipeline import Pipeline
 from sidecar.progress import ProgressWatch, Readings
 from sidecar.service import Server
 from sidecar.transport_security import CertificateFiles, TokenFile
@@ -45,35 +41,12 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 30.0
 
 
-def policy(config: Config) -> Policy:
-    """The dispatcher's delivery policy from the SIDECAR_* settings."""
-    return Policy(
-        ordering=Ordering(config.ordering),
-        ack_timeout_s=config.ack_timeout_ms / 1000,
-        retry_backoff_s=config.retry_backoff_ms / 1000,
-        retry_backoff_max_s=config.retry_backoff_max_ms / 1000,
-        max_attempts=config.max_delivery_attempts,
-        dead_letter=config.dlq_topic is not None,
-        skip_exhausted=config.on_exhausted == "skip",
-        gap_metadata_max_bytes=config.gap_metadata_max_bytes,
-    )
-
-
 async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
-    dead_letters = DeadLetterProducer(config.dlq_topic, config.kafka) if config.dlq_topic else None
-    pipeline = Pipeline(
-        Dispatcher(config.max_batch_records, config.max_batch_bytes, policy(config)),
-        commit_interval_s=config.commit_interval_ms / 1000,
-        revoke_grace_s=config.revoke_grace_ms / 1000,
-        dead_letters=dead_letters,
-    )
-    handoff = Handoff(loop, pipeline, revoke_timeout_s=config.revoke_grace_ms / 1000 + 5)
-    pipeline.attach(handoff)
-    member = GroupMember(config, handoff)
+    group, member = build(config, loop)
 
     server = Server(
-        pipeline,
+        group,
         config.grpc_address,
         config.ack_timeout_ms,
         config.max_request_bytes,
@@ -93,19 +66,19 @@ async def serve(config: Config) -> int:
         return Readings(
             moved=metrics.total(metrics.RECORDS_RECEIVED, metrics.RECORDS_DELIVERED, metrics.RECORDS_ACKED),
             lag=member.lag(),
-            held=handoff.backlog()[0],
-            credit=pipeline.credit,
+            held=group.held,
+            credit=group.credit,
             backpressure=member.paused,
-            parked=pipeline.parked,
+            parked=group.parked,
             holding=member.holding,
         )
 
     watch = ProgressWatch(config.stall_timeout_ms / 1000) if config.stall_timeout_ms else None
     healthy = progress_liveness(turning, watch, readings)
-    as_member = member_ready(lambda: pipeline.joined, lambda: draining, healthy, lambda: _out_why(member))
+    as_member = member_ready(member.joined.is_set, lambda: draining, healthy, lambda: _out_why(member))
     http = None
     if config.http_address is not None:
-        ready = readiness(as_member, lambda: pipeline.app_streams, require_app=config.readiness == "app")
+        ready = readiness(as_member, lambda: group.app_streams, require_app=config.readiness == "app")
         http = HttpServer(*config.http_address, healthy=healthy, ready=ready)
         try:
             await http.start()
@@ -114,13 +87,12 @@ async def serve(config: Config) -> int:
             await server.stop(grace_s=0)
             raise
     log.info(
-        "kafka-sidecar serving gRPC on %s (%s)%s; topics %s; %s member, group protocol %s",
+        "kafka-sidecar serving gRPC on %s (%s)%s; topics %s; %s",
         config.grpc_address,
         _protection(config),
         f", HTTP on {config.http_address[0]}:{config.http_address[1]}" if config.http_address else "",
         ",".join(config.topics),
-        f"static ({config.kafka['group.instance.id']})" if config.static_member else "dynamic",
-        config.kafka.get("group.protocol", "classic"),
+        _membership(config),
     )
 
     stop = asyncio.Event()
@@ -129,16 +101,15 @@ async def serve(config: Config) -> int:
 
     collector = asyncio.create_task(Collector().run())
     member.start()
-    commits = asyncio.create_task(pipeline.run_commits())
-    timers = asyncio.create_task(pipeline.run_timers())
+    timers = asyncio.create_task(group.run())
     joined = asyncio.create_task(asyncio.to_thread(member.joined.wait))
-    member_done = asyncio.create_task(pipeline.member_stopped.wait())
+    member_done = asyncio.create_task(group.member_stopped.wait())
     stopping = asyncio.create_task(stop.wait())
     in_step: asyncio.Task[None] | None = None
     await asyncio.wait({joined, member_done, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if joined.done() and not member_done.done() and not stopping.done():
         in_step = asyncio.create_task(_health_in_step(server, as_member))
-        log.info("joined the consumer group: serving")
+        log.info("joined the %s group: serving", config.group_type)
     await asyncio.wait({member_done, stopping}, return_when=asyncio.FIRST_COMPLETED)
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -147,15 +118,10 @@ async def serve(config: Config) -> int:
     if in_step is not None:
         in_step.cancel()
     await server.set_serving(False)
-    commits.cancel()
+    timers.cancel()
     if not member_done.done():
         log.info("shutting down: draining in-flight records (up to %d ms)", config.drain_timeout_ms)
-        offsets = await pipeline.drain(config.drain_timeout_ms / 1000)
-        timers.cancel()
-        try:
-            await handoff.close(offsets, pipeline.epoch, CLOSE_TIMEOUT_S + config.revoke_grace_ms / 1000)
-        except asyncio.TimeoutError:
-            log.error("consumer did not close in time")
+        await group.shutdown(config.drain_timeout_ms / 1000, CLOSE_TIMEOUT_S + config.revoke_grace_ms / 1000)
         await asyncio.to_thread(member.join, 5.0)
     await server.stop(grace_s=1.0)
     if http is not None:
@@ -164,12 +130,10 @@ async def serve(config: Config) -> int:
         task.cancel()
     member.joined.set()  # release the to_thread waiter, if any
     with contextlib.suppress(asyncio.CancelledError):
-        await commits
-    with contextlib.suppress(asyncio.CancelledError):
         await timers
     with contextlib.suppress(asyncio.CancelledError):
         await collector
-    failed = pipeline.member_error is not None
+    failed = group.member_error is not None
     log.info(
         "kafka-sidecar stopped in %.2fs%s",
         time.monotonic() - started,
@@ -220,7 +184,15 @@ def _tls(config: Config) -> CertificateFiles | None:
     return CertificateFiles(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
 
 
-def _out_why(member: GroupMember) -> str | None:
+def _membership(config: Config) -> str:
+    """What kind of member the sidecar is, for the start-up line."""
+    if config.share:
+        return f"share group member ({config.share_consumers} share consumers)"
+    static = f"static ({config.kafka['group.instance.id']})" if config.static_member else "dynamic"
+    return f"{static} member, group protocol {config.kafka.get('group.protocol', 'classic')}"
+
+
+def _out_why(member: Member) -> str | None:
     """Why the member is not in the group, or not served by it, though it runs: it waits to join again;
     Kafka refuses it (credentials, TLS trust, ACLs: joined or not, it gets no records); or, not joined
     yet, no broker answers. A joined member stays ready through a broker outage: it still holds its

@@ -42,6 +42,8 @@ class RejectReason(enum.Enum):
     NOT_IN_FLIGHT = "not in flight on this stream"
     NOT_ASSIGNED = "partition not assigned to this sidecar"
     STALE = "lease expired: the record was delivered again"
+    RELEASED = "its hold ended: the record went back to the share group"
+    NO_RENEW = "a share group cannot extend a record's lock yet (librdkafka has no RENEW)"
 
 
 @dataclass
@@ -86,3 +88,24 @@ class DeadLetter:
     record: Record
     reason: str
     attempts: int
+
+
+class Kind(enum.Enum):
+    """What an app request does with records it names."""
+
+    ACK = "ack"
+    NACK = "nack"
+    EXTEND = "extend"
+    REJECT = "reject"
+
+
+@dataclass
+class Settlement:
+    """One request's acks, nacks, extends or rejects of one partition, as the app sent them."""
+
+    tp: TopicPartition
+    offsets: list[int]
+    ranges: list[tuple[int, int]]
+    kind: Kind = Kind.ACK
+    delay_s: float | None = None  # nacks: None = the retry backoff
+    reason: str = ""  # rejects

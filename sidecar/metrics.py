@@ -45,6 +45,26 @@ LAG = Gauge(
 )
 ASSIGNED_PARTITIONS = Gauge("kafka_consumer_assigned_partitions", "Partitions assigned to this member")
 
+# -- the share group (SIDECAR_GROUP_TYPE=share) -------------------------------------------------
+
+SHARE_ACQUIRED = Counter(
+    "kafka_sidecar_share_records_acquired", "Records the share consumers acquired (each counts a delivery)"
+)
+SHARE_ACCEPTED = Counter("kafka_sidecar_share_records_accepted", "Records acknowledged ACCEPT (acked)")
+SHARE_RELEASED = Counter(
+    "kafka_sidecar_share_records_released",
+    "Records acknowledged RELEASE, back to the group for another delivery, by why: nacked, "
+    "stream_ended, hold_ended (the lock was about to end) or drain (shutdown)",
+    ["why"],
+)
+SHARE_REJECTED = Counter(
+    "kafka_sidecar_share_records_rejected", "Records acknowledged REJECT (archived: rejected or given up)"
+)
+SHARE_ACK_FAILURES = Counter(
+    "kafka_sidecar_share_ack_failures",
+    "Acknowledgements the broker refused, their records' locks having ended (delivered again)",
+)
+
 # -- records --------------------------------------------------------------------------------------
 
 RECORDS_RECEIVED = Counter("kafka_sidecar_records_received", "Records fetched from Kafka")

@@ -14,56 +14,19 @@ the other side of ``Handoff``, ``DeadLetterSink`` and ``StreamSink``.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
 from sidecar import gaps, metrics
-from sidecar.delivery import DeadLetter, Outcome, Rejection
+from sidecar.delivery import DeadLetter, Kind, Rejection, Settlement
 from sidecar.dispatcher import Dispatcher
+from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.handoff import Committed, Handoff, Offsets
 from sidecar.records import AssignmentEvent, CommitPoint, Record, TopicPartition
+from sidecar.settling import settle
 
 log = logging.getLogger(__name__)
-
-
-class StreamSink(Protocol):
-    """One app stream as the pipeline sees it (implemented by the gRPC service)."""
-
-    def send_records(self, records: list[Record]) -> None: ...
-    def send_assignment(self, event: AssignmentEvent) -> None: ...
-
-
-class DeadLetterSink(Protocol):
-    """Where exhausted records go (implemented by ``sidecar.deadletter.DeadLetterProducer``)."""
-
-    pending: int
-
-    def write(self, letter: DeadLetter, done: Callable[[DeadLetter, Exception | None], None]) -> None: ...
-    def poll(self) -> None: ...
-    def flush(self, timeout_s: float) -> int: ...
-
-
-class Kind(enum.Enum):
-    ACK = "ack"
-    NACK = "nack"
-    EXTEND = "extend"
-    REJECT = "reject"
-
-
-@dataclass
-class Settlement:
-    """One request's acks, nacks, extends or rejects of one partition, as the app sent them."""
-
-    tp: TopicPartition
-    offsets: list[int]
-    ranges: list[tuple[int, int]]
-    kind: Kind = Kind.ACK
-    delay_s: float | None = None  # nacks: None = the retry backoff
-    reason: str = ""  # rejects
 
 
 TIMER_PERIOD_S = 0.05  # how often leases, retries and dead-letter results are looked at
@@ -118,6 +81,11 @@ class Pipeline:
         """Records parked by the delivery policy (the progress watch asks)."""
         return self._dispatcher.parked_records
 
+    @property
+    def held(self) -> int:
+        """Records handed over by the member and not yet let go of (the progress watch asks)."""
+        return self.handoff.backlog()[0]
+
     def open_stream(self, sink: StreamSink) -> int:
         sid = self._dispatcher.open_stream()
         self._sinks[sid] = sink
@@ -141,33 +109,8 @@ class Pipeline:
 
     def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
         """Apply a request's acks, nacks, extends and rejects; returns the rejected parts."""
-        dispatcher = self._dispatcher
-        dispatcher.tick()
-        rejections: list[tuple[Rejection, Kind]] = []
-        counts = dict.fromkeys(Kind, 0)
-        for item in items:
-            outcome: Outcome
-            if item.kind is Kind.ACK:
-                outcome = dispatcher.ack(sid, item.tp, item.offsets, item.ranges)
-            elif item.kind is Kind.NACK:
-                outcome = dispatcher.nack(sid, item.tp, item.offsets, item.ranges, item.delay_s)
-            elif item.kind is Kind.EXTEND:
-                outcome = dispatcher.extend(sid, item.tp, item.offsets, item.ranges)
-            else:
-                outcome = dispatcher.reject(sid, item.tp, item.offsets, item.ranges, item.reason)
-            counts[item.kind] += outcome.accepted
-            rejections.extend((rejection, item.kind) for rejection in outcome.rejections)
-        if counts[Kind.ACK]:
-            metrics.RECORDS_ACKED.inc(counts[Kind.ACK])
-        if counts[Kind.NACK]:
-            metrics.RECORDS_NACKED.inc(counts[Kind.NACK])
-            metrics.RECORDS_REDELIVERED.inc(counts[Kind.NACK])
-        if counts[Kind.EXTEND]:
-            metrics.LEASES_EXTENDED.inc(counts[Kind.EXTEND])
-        if counts[Kind.REJECT]:
-            metrics.RECORDS_REJECTED.inc(counts[Kind.REJECT])
-        for rejection, _ in rejections:
-            metrics.ACKS_REJECTED.labels(rejection.reason.name.lower()).inc()
+        self._dispatcher.tick()
+        rejections = settle(self._dispatcher, sid, items)
         self._settled.set()
         return rejections
 
@@ -342,6 +285,18 @@ class Pipeline:
         self.member_stopped.set()
 
     # -- timers and shutdown --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The commit timer and the lease, retry and dead-letter timer, until cancelled."""
+        await asyncio.gather(self.run_commits(), self.run_timers())
+
+    async def shutdown(self, drain_timeout_s: float, close_timeout_s: float) -> None:
+        """Drain (see ``drain``), then commit the final offsets and close the consumer."""
+        offsets = await self.drain(drain_timeout_s)
+        try:
+            await self.handoff.close(offsets, self.epoch, close_timeout_s)
+        except asyncio.TimeoutError:
+            log.error("consumer did not close in time")
 
     async def run_commits(self) -> None:
         """Commit moved watermarks every commit interval (asynchronously, on the poll thread)."""

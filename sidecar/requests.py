@@ -8,7 +8,7 @@ that reason. Protobuf in, plain values out: no gRPC here.
 from __future__ import annotations
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.pipeline import Kind, Settlement
+from sidecar.delivery import Kind, Settlement
 from sidecar.records import TopicPartition
 
 MAX_DELAY_MS = 7 * 24 * 3600 * 1000  # a nack delay beyond a week is surely a unit mistake

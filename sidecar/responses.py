@@ -9,8 +9,7 @@ from operator import attrgetter
 
 from sidecar import wire
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.delivery import Rejection, RejectReason
-from sidecar.pipeline import Kind
+from sidecar.delivery import Kind, Rejection, RejectReason
 from sidecar.records import AssignmentEvent, Record, TopicPartition, partition_runs
 
 
@@ -20,12 +19,15 @@ class _Code(enum.IntEnum):
     DEADLINE_EXCEEDED = 4
     NOT_FOUND = 5
     FAILED_PRECONDITION = 9
+    UNIMPLEMENTED = 12
 
 
 _REJECT_CODES = {
     RejectReason.NOT_IN_FLIGHT: _Code.NOT_FOUND,
     RejectReason.NOT_ASSIGNED: _Code.FAILED_PRECONDITION,
     RejectReason.STALE: _Code.DEADLINE_EXCEEDED,
+    RejectReason.RELEASED: _Code.DEADLINE_EXCEEDED,
+    RejectReason.NO_RENEW: _Code.UNIMPLEMENTED,
 }
 _KINDS = {
     Kind.ACK: pb.REQUEST_KIND_ACK,

@@ -24,8 +24,8 @@ from grpc_reflection.v1alpha import reflection
 from sidecar import metrics
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.group import Group
 from sidecar.http import ListenError
-from sidecar.pipeline import Pipeline
 from sidecar.records import AssignmentEvent, Record
 from sidecar.requests import BadRequest, settlements_of
 from sidecar.responses import assignment_response, records_response, rejection_response, serialize
@@ -66,7 +66,7 @@ class _StreamSink:
 
 
 class ConsumerService(pb_grpc.ConsumerServiceServicer):
-    def __init__(self, pipeline: Pipeline, ack_timeout_ms: int = 0, max_streams: int = 1024) -> None:
+    def __init__(self, pipeline: Group, ack_timeout_ms: int = 0, max_streams: int = 1024) -> None:
         self._pipeline = pipeline
         self._ack_timeout_ms = ack_timeout_ms
         self._max_streams = max_streams
@@ -201,7 +201,7 @@ class Server:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Group,
         address: str,
         ack_timeout_ms: int = 0,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,

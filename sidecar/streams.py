@@ -197,6 +197,26 @@ WALK_FACTOR = 4
 WALK_MIN = 256
 
 
+def select(
+    in_flight: dict[int, Record], sid: int, offsets: list[int], ranges: list[tuple[int, int]]
+) -> tuple[dict[int, Record], list[int], list[tuple[int, int]]]:
+    """The records in flight on ``sid`` that ``offsets`` and ``ranges`` name (each once), and the offsets
+    and ranges that named none; a wide range costs a binary search, not a walk (see ``WALK_FACTOR``)."""
+    taken: dict[int, Record] = {}
+    missing_offsets = []
+    for offset in offsets:
+        record = in_flight.get(offset)
+        if record is None or record.stream != sid:
+            missing_offsets.append(offset)
+        else:
+            taken[offset] = record
+    if sum(last - first + 1 for first, last in ranges) <= WALK_FACTOR * len(in_flight) + WALK_MIN:
+        missing_ranges = _walk_ranges(in_flight, sid, ranges, taken)
+    else:
+        missing_ranges = _index_ranges(in_flight, sid, ranges, taken)
+    return taken, missing_offsets, missing_ranges
+
+
 def _walk_ranges(
     in_flight: dict[int, Record], sid: int, ranges: list[tuple[int, int]], taken: dict[int, Record]
 ) -> list[tuple[int, int]]:

@@ -34,7 +34,12 @@ from kafka_helpers import (  # noqa: E402
     build_env,
 )
 
-from sidecar.brokers.apache_kafka import ApacheKafka, BrokerSetupError, consumer_group_timeouts  # noqa: E402
+from sidecar.brokers.apache_kafka import (  # noqa: E402
+    ApacheKafka,
+    BrokerSetupError,
+    consumer_group_timeouts,
+    share_group_timeouts,
+)
 from sidecar.embedded import EmbeddedBroker  # noqa: E402
 from sidecar.kafka_tools import create_topic  # noqa: E402
 from sidecar.local_broker import free_port  # noqa: E402
@@ -117,7 +122,9 @@ def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     # KIP-848 groups get the session the classic members ask for themselves (TEST_SESSION_TIMEOUT_MS).
     node = ApacheKafka(
         tmp_path_factory.mktemp("apache-kafka"),
-        config=consumer_group_timeouts(TEST_SESSION_TIMEOUT_MS, 1000),
+        # Share groups likewise, with a 1 s heartbeat: a new share member gets partitions in ~1-3 s.
+        config=consumer_group_timeouts(TEST_SESSION_TIMEOUT_MS, 1000)
+        | share_group_timeouts(TEST_SESSION_TIMEOUT_MS, 1000),
     )
     try:
         node.start()

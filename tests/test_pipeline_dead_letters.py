@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from sidecar import pipeline as pipeline_module
-from sidecar.delivery import DeadLetter, Policy
+from sidecar.delivery import DeadLetter, Kind, Policy, Settlement
 from sidecar.dispatcher import Dispatcher
-from sidecar.pipeline import Kind, Pipeline, Settlement
+from sidecar.pipeline import Pipeline
 from sidecar.records import AssignmentEvent, Record, TopicPartition
 
 T0 = TopicPartition("t", 0)

@@ -32,7 +32,7 @@ from sidecar.brokers.kafka_jars import BUILD_DIR, BrokerSetupError, assemble, fi
 from sidecar.brokers.sasl_ssl import SaslSsl
 from sidecar.local_broker import LocalBroker, file_tail, free_port, port_accepts
 
-__all__ = ["ApacheKafka", "BrokerSetupError", "consumer_group_timeouts"]
+__all__ = ["ApacheKafka", "BrokerSetupError", "consumer_group_timeouts", "share_group_timeouts"]
 
 LOG4J_CONFIG = BUILD_DIR / "log4j2.properties"
 
@@ -82,6 +82,18 @@ def consumer_group_timeouts(session_ms: int, heartbeat_ms: int) -> dict[str, str
     return {
         "group.consumer.session.timeout.ms": str(session_ms),
         "group.consumer.heartbeat.interval.ms": str(heartbeat_ms),
+    }
+
+
+def share_group_timeouts(session_ms: int, heartbeat_ms: int) -> dict[str, str]:
+    """Server settings giving share groups this session and heartbeat (broker-side, as in KIP-848).
+
+    The heartbeat also paces how soon a new share member gets partitions: at Kafka's 5 s, a member's
+    first records come about 4 s after it subscribes.
+    """
+    return {
+        "group.share.session.timeout.ms": str(session_ms),
+        "group.share.heartbeat.interval.ms": str(heartbeat_ms),
     }
 
 

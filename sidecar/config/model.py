@@ -10,6 +10,7 @@ from sidecar.config.errors import ConfigError, escape
 from sidecar.config.kafka import KafkaProperties, apply_kafka_rules, check_revoke_grace, read_kafka_variables
 from sidecar.config.naming import DEFAULT, MASK, is_secret, variable_name
 from sidecar.config.settings import SETTINGS, EnvReader, all_missing, check_no_unknown_sidecar_variables
+from sidecar.config.share import apply_share_rules, check_share_exhausted, share_ordering
 from sidecar.config.values import (
     attempts,
     byte_size,
@@ -33,6 +34,7 @@ from sidecar.config.values import (
 class Config:
     """The validated configuration. Build it with :meth:`from_env`."""
 
+    group_type: str  # "consumer" | "share"
     topics: tuple[str, ...]
     grpc_address: str  # a gRPC target: "unix:///abs/path.sock" or "host:port"
     http_address: tuple[str, int] | None  # None when disabled
@@ -42,6 +44,7 @@ class Config:
     max_batch_bytes: int
     max_request_bytes: int
     max_streams: int
+    share_consumers: int
     grpc_socket_mode: int  # permissions of a unix socket
     tls_cert_file: str | None  # TLS on the gRPC port when set (with tls_key_file)
     tls_key_file: str | None
@@ -82,6 +85,7 @@ class Config:
         if missing:
             raise all_missing(missing)
         env = EnvReader(environ)
+        group_type = env.setting("group_type", choice("consumer", "share"))
         topics = env.setting("topics", parse_topics)
         grpc_address = env.setting("grpc_address", parse_grpc_address)
         http_address = env.setting("http_address", parse_http_address)
@@ -91,6 +95,7 @@ class Config:
         max_batch_bytes = env.setting("max_batch_bytes", byte_size)
         max_request_bytes = env.setting("max_request_bytes", byte_size)
         max_streams = env.setting("max_streams", record_count(1_000_000))
+        share_consumers = env.setting("share_consumers", record_count(64))
         grpc_socket_mode = env.setting("grpc_socket_mode", file_mode)
         tls_cert_file = env.setting("tls_cert_file", optional_file)
         tls_key_file = env.setting("tls_key_file", optional_file)
@@ -115,9 +120,15 @@ class Config:
         log_level = env.setting("log_level", parse_log_level)
         readiness = env.setting("readiness", choice("app", "joined"))
         log_format = env.setting("log_format", parse_log_format)
-        apply_kafka_rules(kafka, environ)
-        check_revoke_grace(revoke_grace_ms, kafka)
+        if group_type == "share":
+            ordering = share_ordering(ordering, env.sources["ordering"])
+            check_share_exhausted(on_exhausted, env.sources["on_exhausted"])
+            apply_share_rules(kafka)
+        else:
+            apply_kafka_rules(kafka, environ)
+            check_revoke_grace(revoke_grace_ms, kafka)
         return cls(
+            group_type=group_type,
             topics=topics,
             grpc_address=grpc_address,
             http_address=http_address,
@@ -127,6 +138,7 @@ class Config:
             max_batch_bytes=max_batch_bytes,
             max_request_bytes=max_request_bytes,
             max_streams=max_streams,
+            share_consumers=share_consumers,
             grpc_socket_mode=grpc_socket_mode,
             tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file,
@@ -155,6 +167,11 @@ class Config:
     def static_member(self) -> bool:
         """True when the member uses static membership (``group.instance.id`` is set)."""
         return "group.instance.id" in self.kafka
+
+    @property
+    def share(self) -> bool:
+        """True when the sidecar is a member of a share group (SIDECAR_GROUP_TYPE=share)."""
+        return self.group_type == "share"
 
     def env_name(self, kafka_property: str) -> str:
         """The variable to blame for a librdkafka property, e.g. when librdkafka rejects it."""

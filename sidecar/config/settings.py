@@ -40,6 +40,13 @@ SETTINGS = (
         "HTTP listen address for /healthz, /readyz and /metrics (host:port), or off.",
     ),
     Setting(
+        "SIDECAR_GROUP_TYPE",
+        "group_type",
+        "consumer",
+        "consumer (a consumer group: partitions assigned, offsets committed) or share (a share group, "
+        "KIP-932: records shared out one by one, the broker keeps their state).",
+    ),
+    Setting(
         "SIDECAR_BUFFER_MAX_RECORDS",
         "buffer_max_records",
         "50000",
@@ -99,6 +106,12 @@ SETTINGS = (
         "grpc_token_file",
         "",
         "File with the bearer token apps must send (metadata authorization: Bearer ...); re-read on change.",
+    ),
+    Setting(
+        "SIDECAR_SHARE_CONSUMERS",
+        "share_consumers",
+        "2",
+        "Share groups: share consumers, each polling on its own thread (1-64); a slow record holds one.",
     ),
     Setting(
         "SIDECAR_COMMIT_INTERVAL_MS", "commit_interval_ms", "1000", "How often acked offsets are committed."

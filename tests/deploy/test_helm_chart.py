@@ -54,6 +54,8 @@ SECRETS = {
 }
 #: A valid value for every sidecar.* key of the schema: the chart must offer each SIDECAR_* setting.
 EVERY_SIDECAR_SETTING: dict[str, Any] = {
+    "groupType": "consumer",
+    "shareConsumers": 4,
     "topics": "orders",
     "bufferMaxRecords": 20000,
     "bufferMaxBytes": "32MiB",

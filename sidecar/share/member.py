@@ -1,0 +1,357 @@
+"""The share-group member: several librdkafka share consumers, each on a thread of its own.
+
+The only share-group code that talks to librdkafka. In explicit acknowledgement mode every record
+of a poll must be acknowledged before the same consumer may poll again, and each consumer must poll
+within ``max.poll.interval.ms``. One slow record would therefore stop one consumer: so there are
+several (SIDECAR_SHARE_CONSUMERS), each with its own poll cycle, and the pipeline releases any record
+it still holds when the hold ends (the lock less a margin, never past the poll interval), so every
+consumer polls again in time however slow the app is.
+
+Each consumer's turn: apply the loop's decisions (``acknowledge_offset``); while records of its last
+poll are undecided, send what was decided with ``commit_async`` (releases at once, accepts at most
+every ``FLUSH_S``) and wait for more; once all are decided, poll again, but only while the app
+streams want records (``wanted``), so that no record is acquired (which counts a delivery) that no app
+would take. A consumer with nothing wanted for half the poll interval leaves the group
+(``unsubscribe``), since a member that does not fetch keeps its partitions from the others, and joins
+again when it is wanted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import (
+    AcknowledgeType,
+    KafkaError,
+    KafkaException,
+    Message,
+    ShareConsumer,
+)
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+from sidecar import metrics
+from sidecar.client_events import ClientEvents
+from sidecar.config import Config
+from sidecar.deadletter import producer_config
+from sidecar.lag import LagMonitor
+from sidecar.reachability import Reachability
+from sidecar.records import Record
+from sidecar.share.dispatch import Decision, hold_seconds
+from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_S = 0.1
+WAIT_S = 0.05  # how long a consumer waits for decisions before looking around again
+FLUSH_S = 0.1  # accepts of a partly decided poll are sent at most this often
+SAFETY_S = 5.0  # a poll still undecided this long after its hold: the consumer releases it itself
+GROUP_TERMS_TIMEOUT_S = 10.0
+
+_ACK_TYPES = {
+    Decision.ACCEPT: AcknowledgeType.ACCEPT,
+    Decision.RELEASE: AcknowledgeType.RELEASE,
+    Decision.REJECT: AcknowledgeType.REJECT,
+}
+_TERM_NAMES = {
+    "share.record.lock.duration.ms": "lock_ms",
+    "share.delivery.count.limit": "delivery_limit",
+    "share.auto.offset.reset": "auto_offset_reset",
+}
+
+
+def check_share_kafka_config(conf: dict[str, str]) -> None:
+    """Let librdkafka's share consumer judge every property, without connecting anywhere.
+
+    Raises ``KafkaException`` naming the property (librdkafka refuses some with ``ValueError``, which
+    is raised as one).
+    """
+    try:
+        probe = ShareConsumer({**conf, "bootstrap.servers": ""})
+    except ValueError as exc:
+        raise KafkaException(KafkaError(KafkaError._INVALID_ARG, str(exc))) from None
+    probe.close()
+
+
+def read_group_terms(kafka: dict[str, str], group: str) -> GroupTerms:
+    """The group's lock duration, delivery limit and start position, as the broker describes them.
+
+    Falls back to Kafka's defaults (and says so) when the broker does not answer or the principal may
+    not describe the group's configuration.
+    """
+    conf: dict[str, str | int | float | bool] = {
+        k: v for k, v in producer_config(kafka).items() if k not in ("enable.idempotence", "acks")
+    }
+    admin = AdminClient(conf)
+    try:
+        future = admin.describe_configs([ConfigResource("GROUP", group)])
+        entries = next(iter(future.values())).result(timeout=GROUP_TERMS_TIMEOUT_S)
+    except (KafkaException, TimeoutError) as exc:
+        log.warning(
+            "could not read share group %s's configuration (%s): assuming Kafka's defaults, a %d ms lock "
+            "and %d deliveries", group, exc, GroupTerms.lock_ms, GroupTerms.delivery_limit,
+        )  # fmt: skip
+        return GroupTerms()
+    found: dict[str, object] = {"read": True}
+    for name, field in _TERM_NAMES.items():
+        entry = entries.get(name)
+        if entry is not None and entry.value is not None:
+            found[field] = entry.value if field == "auto_offset_reset" else int(entry.value)
+    return GroupTerms(**found)  # type: ignore[arg-type]
+
+
+class ShareMember:
+    """Runs the share consumers (see the module docstring); the daemon sees it like the classic member."""
+
+    def __init__(self, config: Config, handoff: ShareHandoff) -> None:
+        self._config = config
+        self._handoff = handoff
+        self._buffer_max = config.buffer_max_records
+        self.held = 0  # undecided records the pipeline holds (written by the loop)
+        self.reach = Reachability(str(config.kafka.get("bootstrap.servers", "")))
+        self._events = ClientEvents(self.reach, LagMonitor(lambda: (), 1.0))
+        self._max_poll_s = int(config.kafka.get("max.poll.interval.ms", "300000")) / 1000
+        self.hold_s = self._max_poll_s  # until the group's lock is known
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"kafka-share-{i}", daemon=True)
+            for i in range(handoff.consumers)
+        ]
+        self._turns = [time.monotonic()] * handoff.consumers
+        self._polling = [False] * handoff.consumers
+        self.joined = threading.Event()
+        self.error: BaseException | None = None
+        self.waiting: str | None = None  # (the classic member's rejoin wait; a share member has none)
+        self._left = 0  # consumers closed
+
+    def start(self) -> None:
+        starter = threading.Thread(target=self._start, name="kafka-share-start", daemon=True)
+        starter.start()
+
+    def _start(self) -> None:
+        terms = read_group_terms(dict(self._config.kafka), self._config.kafka["group.id"])
+        self.hold_s = hold_seconds(terms.lock_ms / 1000, self._max_poll_s)
+        if terms.read:
+            self.reach.contact()
+            self.joined.set()
+        self._handoff.group_terms(terms)
+        for thread in self._threads:
+            thread.start()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def alive(self) -> bool:
+        return (
+            not any(t.ident is not None and not t.is_alive() for t in self._threads) or self._handoff.closing
+        )
+
+    @property
+    def last_poll(self) -> float:
+        """When the slowest consumer last turned its loop (poll liveness)."""
+        return min(self._turns)
+
+    @property
+    def paused(self) -> bool:
+        """No consumer polls because the app streams want nothing more (backpressure)."""
+        return not any(self._polling)
+
+    @property
+    def holding(self) -> int:
+        return 0
+
+    def lag(self) -> int | None:
+        """A share group has no per-member lag."""
+        return None
+
+    # -- one consumer's thread --------------------------------------------------------------------
+
+    def _run(self, index: int) -> None:
+        error: BaseException | None = None
+        try:
+            _ConsumerLoop(self, index).run()
+        except BaseException as exc:  # reported to the loop, which shuts the sidecar down
+            log.exception("share consumer %d failed", index)
+            error = exc
+        finally:
+            self._left += 1
+            if error is not None:
+                self.error = error
+                self._handoff.stopped(error)
+            elif self._left == len(self._threads):
+                self._handoff.all_closed()
+
+    def _consumer(self, index: int) -> ShareConsumer:
+        conf: dict[str, object] = dict(self._config.kafka)
+        conf["client.id"] = f"{conf.get('client.id', 'kafka-sidecar')}-{index}"
+        conf["share.acknowledgement.mode"] = "explicit"
+        conf["error_cb"] = self._events.on_error
+        conf["logger"] = logging.getLogger("librdkafka")
+        return ShareConsumer(conf)
+
+
+class _ConsumerLoop:
+    """One share consumer's poll cycle (see the module docstring)."""
+
+    def __init__(self, member: ShareMember, index: int) -> None:
+        self.member = member
+        self.index = index
+        self.handoff = member._handoff
+        self.consumer = member._consumer(index)
+        self.consumer.set_acknowledgement_commit_callback(self._on_acknowledged)
+        self.outstanding: set[tuple[str, int, int]] = set()
+        self.polled_at = time.monotonic()
+        self.subscribed = False
+        self.unsent = False  # decisions applied and not yet sent
+        self.flushed_at = 0.0
+
+    def run(self) -> None:
+        handoff, member, index = self.handoff, self.member, self.index
+        topics = list(member._config.topics)
+        idle_leave_s = member._max_poll_s / 2
+        while True:
+            now = time.monotonic()
+            member._turns[index] = now
+            waiting = bool(self.outstanding) or handoff.wanted <= 0 or handoff.closing
+            urgent = self._apply(handoff.decisions(index, WAIT_S if waiting else 0.0))
+            if self.outstanding:
+                self._flush(urgent)
+                self._release_overdue(now)
+                continue
+            if handoff.closing:
+                self._close()
+                return
+            if handoff.wanted <= 0 or member.held >= member._buffer_max:
+                member._polling[index] = False
+                if self.subscribed and now - self.polled_at > idle_leave_s:
+                    self._leave()
+                continue
+            if not self.subscribed:
+                self.consumer.subscribe(topics)
+                self.subscribed = True
+                log.info("share consumer %d subscribed to %s", index, ",".join(topics))
+            member._polling[index] = True
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            messages = self.consumer.poll(POLL_TIMEOUT_S)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError._MAX_POLL_EXCEEDED:
+                log.info("share consumer %d was idle past max.poll.interval.ms: joining again", self.index)
+                return
+            raise
+        self.polled_at = time.monotonic()
+        self.unsent = False
+        if not messages:
+            return
+        records = self._records(messages)
+        log.debug("share consumer %d: polled %d records", self.index, len(records))
+        if records:
+            self.outstanding = {(r.topic, r.partition, r.offset) for r in records}
+            metrics.SHARE_ACQUIRED.inc(len(records))
+            metrics.RECORDS_RECEIVED.inc(len(records))
+            self.handoff.records(self.index, records)
+            if self.member.reach.troubled:
+                self.member.reach.contact()
+            if not self.member.joined.is_set():
+                self.member.joined.set()
+
+    def _records(self, messages: Iterable[Message]) -> list[Record]:
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self.member._events.on_message_error(error)
+                continue
+            ts_type, ts = message.timestamp()
+            record = Record(
+                message.topic(),  # type: ignore[arg-type]
+                message.partition(),  # type: ignore[arg-type]
+                message.offset(),  # type: ignore[arg-type]
+                message.key(),
+                message.value(),
+                message.headers(),  # type: ignore[arg-type]
+                ts if ts_type else 0,
+                ts_type,
+            )
+            record.attempt = message.delivery_count() or 1
+            records.append(record)
+        return records
+
+    def _apply(self, acks: list[Ack]) -> bool:
+        """Tell librdkafka the decisions; True if one should reach the broker at once (not an accept)."""
+        urgent = False
+        acknowledge = self.consumer.acknowledge_offset
+        outstanding = self.outstanding
+        for topic, partition, offset, decision in acks:
+            key = (topic, partition, offset)
+            if key not in outstanding:  # released here already (see _release_overdue)
+                continue
+            outstanding.discard(key)
+            try:
+                acknowledge(topic, partition, offset, _ACK_TYPES[decision])
+            except Exception as exc:  # IllegalStateException: no longer in flight in the client
+                log.warning("share consumer %d: cannot acknowledge %s[%d]@%d: %s", self.index, *key, exc)
+                continue
+            self.unsent = True
+            urgent = urgent or decision is not Decision.ACCEPT
+        return urgent
+
+    def _flush(self, urgent: bool) -> None:
+        """Send decisions of a partly decided poll (a whole one goes with the next poll)."""
+        now = time.monotonic()
+        if self.unsent and (urgent or now - self.flushed_at >= FLUSH_S):
+            self.consumer.commit_async()
+            log.debug(
+                "share consumer %d: sent decisions, %d records undecided", self.index, len(self.outstanding)
+            )
+            self.unsent = False
+            self.flushed_at = now
+
+    def _release_overdue(self, now: float) -> None:
+        """The loop did not decide a poll's records long after their hold (it should have released
+        them): release them here, so this consumer polls again before the broker drops it."""
+        if now - self.polled_at < self.member.hold_s + SAFETY_S:
+            return
+        log.error(
+            "share consumer %d: %d records undecided %.0fs after they were acquired: released",
+            self.index, len(self.outstanding), now - self.polled_at,
+        )  # fmt: skip
+        for topic, partition, offset in self.outstanding:
+            self.consumer.acknowledge_offset(topic, partition, offset, AcknowledgeType.RELEASE)
+        self.outstanding.clear()
+        self.consumer.commit_async()
+
+    def _leave(self) -> None:
+        log.info(
+            "share consumer %d: no app wants records: leaving the share group until one does", self.index
+        )
+        self.consumer.unsubscribe()
+        self.subscribed = False
+
+    def _close(self) -> None:
+        try:
+            if self.unsent:
+                self.consumer.commit_sync(10.0)
+        finally:
+            self.consumer.close()
+        log.info("share consumer %d closed", self.index)
+
+    def _on_acknowledged(
+        self, offsets: dict[KafkaTopicPartition, set[int]], error: KafkaException | None
+    ) -> None:
+        """The broker's answer to acknowledgements: a refusal means their records' locks had ended
+        (the broker delivers them again), which is counted and said."""
+        if error is None:
+            return
+        count = sum(len(v) for v in offsets.values())
+        where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets)
+        self.handoff.ack_failures(count, f"{where}: {error}")

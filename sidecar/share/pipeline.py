@@ -1,0 +1,289 @@
+"""The event-loop side of a share-group sidecar: the same face to the service and the daemon as the
+classic ``Pipeline``, over the share dispatcher and the share consumers.
+
+Records the consumers acquired go into the dispatcher; after every change the pipeline delivers what
+credit allows, sends each consumer the decisions about its records, writes dead letters (a record is
+accepted once its dead letter is written), and tells the consumers how many records the app streams
+want (they poll only then). There are no commits of its own to make, no assignment and no revokes:
+the broker keeps the state. Shutdown stops delivery, waits for in-flight acks up to the drain timeout,
+releases the rest at once and closes the consumers.
+
+It imports neither librdkafka nor gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from sidecar import metrics
+from sidecar.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.group import DeadLetterSink, StreamSink
+from sidecar.pipeline import DEAD_LETTER_RETRY_S, TIMER_PERIOD_S
+from sidecar.records import AssignmentEvent, Record
+from sidecar.settling import settle
+from sidecar.share.dispatch import Decision, ShareDispatcher, hold_seconds
+from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
+
+log = logging.getLogger(__name__)
+
+
+class SharePipeline:
+    def __init__(
+        self,
+        dispatcher: ShareDispatcher,
+        *,
+        max_attempts: int,
+        ack_timeout_s: float,
+        max_poll_s: float,
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._max_attempts = max_attempts  # the sidecar's own limit (0: the group's alone)
+        self._ack_timeout_s = ack_timeout_s
+        self._max_poll_s = max_poll_s
+        self._dead_letters = dead_letters
+        self._dead_letter_failures = 0
+        self._sinks: dict[int, StreamSink] = {}
+        self._settled = asyncio.Event()
+        self._handoff: ShareHandoff | None = None
+        self.held_by_member: Callable[[int], None] = lambda held: None
+        self.terms = GroupTerms()
+        self.member_stopped = asyncio.Event()
+        self.member_error: BaseException | None = None
+
+    def attach(self, handoff: ShareHandoff) -> None:
+        self._handoff = handoff
+
+    @property
+    def handoff(self) -> ShareHandoff:
+        assert self._handoff is not None, "attach() a ShareHandoff first"
+        return self._handoff
+
+    # -- what the service and the daemon read ---------------------------------------------------
+
+    @property
+    def app_streams(self) -> int:
+        return len(self._sinks)
+
+    @property
+    def credit(self) -> int:
+        return self._dispatcher.credit
+
+    @property
+    def parked(self) -> int:
+        return 0  # a share record cannot be parked: its lock ends
+
+    @property
+    def held(self) -> int:
+        return self._dispatcher.held_records
+
+    # -- app streams ------------------------------------------------------------------------------
+
+    def open_stream(self, sink: StreamSink) -> int:
+        sid = self._dispatcher.open_stream()
+        self._sinks[sid] = sink
+        metrics.APP_STREAMS.set(len(self._sinks))
+        sink.send_assignment(AssignmentEvent(frozenset()))  # a share group assigns no partitions
+        return sid
+
+    def close_stream(self, sid: int) -> int:
+        """The stream ended: what it held goes back to the group at once. Returns how many."""
+        self._sinks.pop(sid, None)
+        released = self._dispatcher.close_stream(sid)
+        metrics.APP_STREAMS.set(len(self._sinks))
+        self._settled.set()
+        self._pump()
+        return released
+
+    def grant(self, sid: int, credit: int) -> None:
+        self._dispatcher.grant(sid, credit)
+
+    def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
+        self._dispatcher.tick()
+        rejections = settle(self._dispatcher, sid, items)
+        self._settled.set()
+        return rejections
+
+    def pump(self) -> None:
+        self._pump()
+
+    def _pump(self) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher.given_up:
+            self._report_given_up()
+        if dispatcher.dead_letters:
+            letters, dispatcher.dead_letters = dispatcher.dead_letters, []
+            for letter in letters:
+                self._write_dead_letter(letter)
+        delivered = 0
+        for sid, batch in dispatcher.next_deliveries():
+            self._sinks[sid].send_records(batch)
+            delivered += len(batch)
+        if delivered:
+            metrics.RECORDS_DELIVERED.inc(delivered)
+        if dispatcher.decisions:
+            self._send_decisions()
+        if self._handoff is not None:
+            self._handoff.wanted = dispatcher.wanted
+        self.held_by_member(dispatcher.held_records)
+        metrics.BUFFERED_RECORDS.set(dispatcher.queued)
+        metrics.IN_FLIGHT_RECORDS.set(dispatcher.in_flight_records)
+
+    def _send_decisions(self) -> None:
+        dispatcher = self._dispatcher
+        by_consumer: dict[int, list[Ack]] = {}
+        counts = dict.fromkeys(Decision, 0)
+        released: dict[str, int] = {}
+        for consumer, record, decision, why in dispatcher.decisions:
+            by_consumer.setdefault(consumer, []).append(
+                (record.topic, record.partition, record.offset, decision)
+            )
+            counts[decision] += 1
+            if why is not None:
+                released[why.value] = released.get(why.value, 0) + 1
+        dispatcher.decisions = []
+        for consumer, acks in by_consumer.items():
+            self.handoff.send(consumer, acks)
+        metrics.SHARE_ACCEPTED.inc(counts[Decision.ACCEPT])
+        metrics.SHARE_REJECTED.inc(counts[Decision.REJECT])
+        for label, count in released.items():
+            metrics.SHARE_RELEASED.labels(label).inc(count)
+
+    def _report_given_up(self) -> None:
+        for letter in self._dispatcher.given_up:
+            r = letter.record
+            log.warning(
+                "gave up %s[%d]@%d after %d deliveries (rejected: the share group archives it): %s",
+                r.topic, r.partition, r.offset, letter.attempts, letter.reason,
+            )  # fmt: skip
+        self._dispatcher.given_up = []
+
+    # -- dead letters -----------------------------------------------------------------------------
+
+    def _write_dead_letter(self, letter: DeadLetter) -> None:
+        sink = self._dead_letters
+        assert sink is not None, "a share dispatcher dead-letters only with a dead-letter topic"
+        try:
+            sink.write(letter, self._dead_letter_done)
+        except Exception as exc:  # a full queue or a refusal: tried again while the hold lasts
+            self._dead_letter_done(letter, exc)
+
+    def _dead_letter_done(self, letter: DeadLetter, error: Exception | None) -> None:
+        r = letter.record
+        if error is None:
+            self._dead_letter_failures = 0
+            if self._dispatcher.dead_lettered(letter):
+                metrics.RECORDS_DEAD_LETTERED.inc()
+                log.warning("dead-lettered %s[%d]@%d: %s", r.topic, r.partition, r.offset, letter.reason)
+            self._settled.set()
+            self._pump()
+            return
+        metrics.DEAD_LETTER_FAILURES.inc()
+        if not self._dispatcher.dead_letter_failed(letter):
+            log.error(
+                "dead-letter write of %s[%d]@%d failed (%s) until its hold ended: released to the group",
+                r.topic, r.partition, r.offset, error,
+            )  # fmt: skip
+            self._pump()
+            return
+        self._dead_letter_failures += 1
+        low, high = DEAD_LETTER_RETRY_S
+        delay = min(high, low * 2 ** min(self._dead_letter_failures - 1, 10))
+        log.error(
+            "dead-letter write of %s[%d]@%d failed (%s); retrying in %.0fs",
+            r.topic,
+            r.partition,
+            r.offset,
+            error,
+            delay,
+        )
+        asyncio.get_running_loop().call_later(delay, self._write_dead_letter, letter)
+
+    # -- the consumers' side of the handoff -------------------------------------------------------
+
+    def on_group_terms(self, terms: GroupTerms) -> None:
+        """The group's lock and delivery limit are known: every hold and give-up follows them."""
+        self.terms = terms
+        limits = [n for n in (terms.delivery_limit, self._max_attempts) if n > 0]
+        hold = hold_seconds(terms.lock_ms / 1000, self._max_poll_s)
+        self._dispatcher.terms = replace(
+            self._dispatcher.terms,
+            hold_s=hold,
+            ack_timeout_s=self._ack_timeout_s if 0 < self._ack_timeout_s < hold else 0.0,
+            max_attempts=min(limits) if limits else 0,
+        )
+        log.info(
+            "share group terms%s: records locked for %d ms, held up to %.1f s, given up after %d deliveries; "
+            "a new group starts at the %s records (share.auto.offset.reset)",
+            "" if terms.read else " (Kafka's defaults: the group's configuration could not be read)",
+            terms.lock_ms, hold, self._dispatcher.terms.max_attempts, terms.auto_offset_reset,
+        )  # fmt: skip
+
+    def on_records(self, consumer: int, records: list[Record]) -> None:
+        self._dispatcher.add(consumer, records)
+        if not self._dispatcher.delivering:  # acquired while draining: straight back
+            self._dispatcher.release_queued()
+        self._pump()
+
+    def on_ack_failures(self, count: int, reason: str) -> None:
+        metrics.SHARE_ACK_FAILURES.inc(count)
+        log.warning(
+            "the broker refused %d acknowledgements (%s): their locks had ended, so the group delivers "
+            "them again", count, reason,
+        )  # fmt: skip
+
+    def on_member_stopped(self, error: BaseException | None) -> None:
+        self.member_error = error
+        self.member_stopped.set()
+
+    # -- timers and shutdown ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Release what is due (holds, leases, delayed nacks); poll the dead-letter producer."""
+        dispatcher = self._dispatcher
+        while True:
+            await asyncio.sleep(TIMER_PERIOD_S)
+            if self._dead_letters is not None and self._dead_letters.pending:
+                self._dead_letters.poll()
+            due = dispatcher.next_due()
+            if due is not None and due <= time.monotonic():
+                dispatcher.tick()
+                self._pump()
+
+    async def shutdown(self, drain_timeout_s: float, close_timeout_s: float) -> None:
+        """Stop delivering, wait for in-flight acks, release the rest, close the consumers."""
+        dispatcher = self._dispatcher
+        dispatcher.stop_delivering()
+        in_flight = dispatcher.in_flight_records
+        started = time.monotonic()
+        deadline = started + drain_timeout_s
+        while dispatcher.in_flight_records or dispatcher.dead_lettering:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._settled.clear()
+            try:
+                await asyncio.wait_for(self._settled.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        if self._dead_letters is not None and self._dead_letters.pending:
+            self._dead_letters.flush(max(0.0, deadline - time.monotonic()))
+            self._dead_letters.poll()
+        unacked = dispatcher.in_flight_records
+        released = dispatcher.release_all()
+        self._pump()
+        log.info(
+            "drained in %.3fs: %d records were in flight, %d unacked; %d records released to the share group",
+            time.monotonic() - started, in_flight, unacked, released,
+        )  # fmt: skip
+        handoff = self.handoff
+        handoff.closing = True
+        handoff.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(handoff.closed), close_timeout_s)
+        except asyncio.TimeoutError:
+            log.error("share consumers did not close in %.0fs", close_timeout_s)
