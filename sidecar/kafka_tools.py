@@ -260,7 +260,12 @@ def wait_for(
 def set_group_config(bootstrap: str, group: str, configs: dict[str, str], timeout: float = 15.0) -> None:
     """Set a group's own configs (e.g. a share group's ``share.auto.offset.reset`` or
     ``share.record.lock.duration.ms``): what ``kafka-configs --entity-type groups --alter`` does."""
-    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()]

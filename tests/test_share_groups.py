@@ -15,7 +15,7 @@ import grpc
 import pytest
 from e2e_support import wait_for
 from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
-from raw_stream import RawStream, offsets, rows
+from raw_stream import RawStream, Row, offsets, rows
 from share_support import SHARE_ENV, AckingApp, ack_all, share_group
 
 from sidecar._proto import sidecar_pb2 as pb
@@ -32,7 +32,7 @@ def _sidecar(
     return sidecar_factory(topics=topic, group_id=group, bootstrap=kafka.bootstrap, env={**SHARE_ENV, **env})
 
 
-def _keys(rows_: list) -> list[tuple[int, int]]:
+def _keys(rows_: list[Row]) -> list[tuple[int, int]]:
     return [(r.partition, r.offset) for r in rows_]
 
 
@@ -147,7 +147,7 @@ def test_reject_archives_and_nack_redelivers_and_the_delivery_limit_ends_a_poiso
 def test_reject_with_a_dead_letter_topic_writes_it_and_accepts_the_record(
     kafka: ApacheKafka, new_topic: TopicFactory, sidecar_factory: SidecarFactory, group_id: str
 ) -> None:
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, Message
 
     topic = new_topic(1, bootstrap=kafka.bootstrap)
     dlq = new_topic(1, bootstrap=kafka.bootstrap)
@@ -175,7 +175,7 @@ def test_reject_with_a_dead_letter_topic_writes_it_and_accepts_the_record(
         {"bootstrap.servers": kafka.bootstrap, "group.id": f"{group_id}-dlq", "auto.offset.reset": "earliest"}
     )
     reader.subscribe([dlq])
-    letters = []
+    letters: list[Message] = []
     deadline = time.monotonic() + 20
     while not letters and time.monotonic() < deadline:
         letters = [m for m in reader.consume(10, 1.0) if m.error() is None]
