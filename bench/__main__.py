@@ -38,6 +38,7 @@ from typing import Any
 
 from bench import exit_on_sigterm
 from bench.race import Bench, Race, percentile
+from bench.share_race import ShareBench
 from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
 from sidecar.embedded import EmbeddedBroker
 from sidecar.kafka_tools import create_topic, produce
@@ -84,7 +85,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--memory-seconds", type=float, default=15.0, help="how long the memory run lasts")
     p.add_argument(
-        "--skip", action="append", default=[], choices=["throughput", "latency", "memory", "per-message"]
+        "--skip",
+        action="append",
+        default=[],
+        choices=["throughput", "share", "latency", "memory", "per-message"],
+        help="leave a run out (share: the share-group runs; never on Tansu, which has no share groups)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="bound of each consumer run, seconds")
     p.add_argument("--json", type=Path, help="also append the JSON line to this file")
@@ -131,16 +136,24 @@ def _size_run(bench: Bench, args: argparse.Namespace, bootstrap: str, size: int)
         bootstrap, topic, records, value_size=size, partitions=args.partitions, headers=True, timeout=900
     )
     expected = report.expected_commits
+    share = ShareBench(bench) if _share_runs(args) else None
     direct: list[Race] = []
     sidecar: list[Race] = []
-    for i in range(args.repeat):  # interleaved, so a slow spell of the machine hits both
+    share_direct: list[Race] = []
+    share_sidecar: list[Race] = []
+    for i in range(args.repeat):  # interleaved, so a slow spell of the machine hits all
         tag = f" ({i + 1}/{args.repeat})" if args.repeat > 1 else ""
         direct.append(bench.direct(topic, expected, args.timeout))
         _progress(f"{size} B direct{tag}: {direct[-1].rps:,.0f} records/s to all committed")
         sidecar.append(bench.through_sidecar(topic, expected, args.timeout))
         _progress(f"{size} B sidecar{tag}: {sidecar[-1].rps:,.0f} records/s to all committed")
+        if share is not None:
+            share_direct.append(share.direct(topic, records, args.timeout))
+            _progress(f"{size} B direct share{tag}: {share_direct[-1].rps:,.0f} records/s to all confirmed")
+            share_sidecar.append(share.through_sidecar(topic, records, args.timeout))
+            _progress(f"{size} B sidecar share{tag}: {share_sidecar[-1].rps:,.0f} records/s to all confirmed")
     d, s = _median_race(direct), _median_race(sidecar)
-    return {
+    out = {
         "records": records,
         "topic": topic,
         "direct": d,
@@ -148,6 +161,21 @@ def _size_run(bench: Bench, args: argparse.Namespace, bootstrap: str, size: int)
         "ratio": round(s["rps"] / d["rps"], 3),
         "cpu_ratio": round(s["cpu_us_per_record"]["total"] / d["cpu_us_per_record"]["total"], 2),
     }
+    if share is not None:
+        sd, ss = _median_race(share_direct), _median_race(share_sidecar)
+        out["share"] = {
+            "direct": sd,
+            "sidecar": ss,
+            "ratio": round(ss["rps"] / sd["rps"], 3),
+            "cpu_ratio": round(ss["cpu_us_per_record"]["total"] / sd["cpu_us_per_record"]["total"], 2),
+            "sidecar_vs_classic_sidecar": round(ss["rps"] / s["rps"], 3),
+        }
+    return out
+
+
+def _share_runs(args: argparse.Namespace) -> bool:
+    """Share groups need Apache Kafka 4.2+ (or a cluster with them): not Tansu."""
+    return "share" not in args.skip and (bool(args.bootstrap) or args.broker == "kafka")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,6 +236,23 @@ def table(result: dict[str, Any]) -> str:
     lines.append(
         "(rates to all committed, as the broker answers it; app/s: the app's own rate, to its last ack)"
     )
+    shares = {size: r["share"] for size, r in result["sizes"].items() if "share" in r}
+    if shares:
+        lines.append("share group (KIP-932), same topic: to every acknowledgement confirmed by the broker")
+        lines.append(head.replace("direct/s", "  bare/s").replace("CPU us/rec: direct", "  CPU us/rec: bare"))
+        for size, r in shares.items():
+            d, s = r["direct"], r["sidecar"]
+            sc = s["cpu_us_per_record"]
+            lines.append(
+                f"{size + ' B':>7}  {result['sizes'][size]['records']:>9,}  {d['rps']:>9,}  {s['rps']:>9,}  "
+                f"{r['ratio']:>5}  {s['app_rps']:>9,}  {d['cpu_us_per_record']['total']:>18}  "
+                f"{str(sc['sidecar']) + ' + ' + str(sc['app']):>15}  {r['cpu_ratio']:>9}"
+            )
+        lines.append(
+            "(bare: one ShareConsumer acknowledging each record; share sidecar / classic sidecar: "
+            + ", ".join(f"{size} B {r['sidecar_vs_classic_sidecar']}x" for size, r in shares.items())
+            + ")"
+        )
     if result.get("per_message_rps") is not None:
         lines.append(f"per-message-rpc (app side): {num(result['per_message_rps'], ' records/s')}")
     if "latency" in result:

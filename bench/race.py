@@ -197,11 +197,14 @@ class Bench:
         cmd = [sys.executable, "-m", "bench.consumers", kind, *args]
         return Process(self._name(kind), cmd, {}, self.workdir)
 
-    def sidecar(self, topic: str, group: str, env: Mapping[str, str] | None = None) -> tuple[Process, str]:
-        """Start the daemon on a unix socket; returns it and its gRPC address."""
+    def sidecar(
+        self, topic: str, group: str, env: Mapping[str, str | None] | None = None
+    ) -> tuple[Process, str]:
+        """Start the daemon on a unix socket; returns it and its gRPC address. ``env`` adds variables
+        (None removes one)."""
         socket = Path(tempfile.mkdtemp(prefix="ks-", dir="/tmp")) / "sidecar.sock"
-        http = f"127.0.0.1:{free_port()}"
-        full = {
+        http = (env or {}).get("SIDECAR_HTTP_ADDRESS") or f"127.0.0.1:{free_port()}"
+        full: dict[str, str | None] = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "KAFKA_GROUP_ID": group,
             "KAFKA_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
@@ -211,7 +214,10 @@ class Bench:
             "SIDECAR_HTTP_ADDRESS": http,
             **(env or {}),
         }
-        process = Process(self._name("sidecar"), [sys.executable, "-m", "sidecar", "run"], full, self.workdir)
+        env_vars = {k: v for k, v in full.items() if v is not None}
+        process = Process(
+            self._name("sidecar"), [sys.executable, "-m", "sidecar", "run"], env_vars, self.workdir
+        )
         deadline = time.monotonic() + 30
         while not _http_ok(f"http://{http}/healthz"):
             if process.popen.poll() is not None or time.monotonic() > deadline:

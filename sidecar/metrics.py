@@ -60,6 +60,10 @@ SHARE_RELEASED = Counter(
 SHARE_REJECTED = Counter(
     "kafka_sidecar_share_records_rejected", "Records acknowledged REJECT (archived: rejected or given up)"
 )
+SHARE_ACKS_CONFIRMED = Counter(
+    "kafka_sidecar_share_acks_confirmed",
+    'Acknowledgements (accept, release, reject) the broker confirmed: a share group\'s "committed"',
+)
 SHARE_ACK_FAILURES = Counter(
     "kafka_sidecar_share_ack_failures",
     "Acknowledgements the broker refused, their records' locks having ended (delivered again)",

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 WAIT_S = 0.05  # how long a consumer waits for decisions before looking around again
 FLUSH_S = 0.1  # accepts of a partly decided poll are sent at most this often
+ANSWER_WAIT_S = 3.0  # after going quiet, how long answers to the last poll's acks are listened for
 SAFETY_S = 5.0  # a poll still undecided this long after its hold: the consumer releases it itself
 GROUP_TERMS_TIMEOUT_S = 10.0
 
@@ -209,6 +210,8 @@ class _ConsumerLoop:
         self.polled_at = time.monotonic()
         self.subscribed = False
         self.unsent = False  # decisions applied and not yet sent
+        self.quiet = True  # not polling, and the broker has answered what was sent
+        self.answers_until = 0.0  # while quiet, listen for answers to the last poll's acks until then
         self.flushed_at = 0.0
 
     def run(self) -> None:
@@ -229,9 +232,16 @@ class _ConsumerLoop:
                 return
             if handoff.wanted <= 0 or member.held >= member._buffer_max:
                 member._polling[index] = False
+                if not self.quiet:  # no poll will carry the last decisions: send them now
+                    self._sync()
+                    self.quiet = True
+                    self.answers_until = now + ANSWER_WAIT_S
+                elif now < self.answers_until and now - self.flushed_at >= WAIT_S * 4:
+                    self._sync()  # the last poll's answer may still be on its way: hear it
                 if self.subscribed and now - self.polled_at > idle_leave_s:
                     self._leave()
                 continue
+            self.quiet = False
             if not self.subscribed:
                 self.consumer.subscribe(topics)
                 self.subscribed = True
@@ -330,6 +340,18 @@ class _ConsumerLoop:
         self.outstanding.clear()
         self.consumer.commit_async()
 
+    def _sync(self) -> None:
+        """Send the decisions not yet sent and wait for the broker's answer (which also runs the
+        acknowledgement callback for earlier ones): before going quiet, and before leaving."""
+        if not self.subscribed:
+            return
+        try:
+            self.consumer.commit_sync(10.0)
+        except KafkaException as exc:
+            log.warning("share consumer %d: sending acknowledgements failed: %s", self.index, exc)
+        self.unsent = False
+        self.flushed_at = time.monotonic()
+
     def _leave(self) -> None:
         log.info(
             "share consumer %d: no app wants records: leaving the share group until one does", self.index
@@ -350,8 +372,9 @@ class _ConsumerLoop:
     ) -> None:
         """The broker's answer to acknowledgements: a refusal means their records' locks had ended
         (the broker delivers them again), which is counted and said."""
-        if error is None:
-            return
         count = sum(len(v) for v in offsets.values())
+        if error is None:
+            metrics.SHARE_ACKS_CONFIRMED.inc(count)
+            return
         where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets)
         self.handoff.ack_failures(count, f"{where}: {error}")
