@@ -17,7 +17,7 @@ def test_share_defaults_unordered_explicit_acknowledgement_and_no_static_members
     assert config.kafka["share.acknowledgement.mode"] == "explicit"
     assert "group.instance.id" not in config.kafka
     assert "session.timeout.ms" not in config.kafka  # the classic defaults are not applied
-    assert config.share_consumers == 2
+    assert config.share_consumers == 4
 
 
 def test_consumer_is_the_default_group_type() -> None:

@@ -110,7 +110,7 @@ SETTINGS = (
     Setting(
         "SIDECAR_SHARE_CONSUMERS",
         "share_consumers",
-        "2",
+        "4",
         "Share groups: share consumers, each polling on its own thread (1-64); a slow record holds one.",
     ),
     Setting(
