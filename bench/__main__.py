@@ -39,9 +39,9 @@ from typing import Any
 from bench import exit_on_sigterm
 from bench.race import Bench, Race, percentile
 from bench.share_race import ShareBench
-from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import create_topic, produce
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import create_topic, produce
 
 #: Records per topic by value size, unless --records says: about 100-400 MB of values each.
 DEFAULT_RECORDS = {100: 1_000_000, 1024: 300_000, 10240: 40_000}

@@ -48,7 +48,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     """A bare consumer doing what the sidecar does for the app: read key, value, headers; commit."""
     from confluent_kafka import Consumer, KafkaException
 
-    from sidecar.member import consume_available
+    from sidecar.consumer.member import consume_available
 
     cpu_start = cpu_seconds()
     consumer = Consumer(

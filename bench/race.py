@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.consumers import LATENCY_HEADER
-from sidecar.local_broker import free_port
+from sidecar.devtools.local_broker import free_port
 
 Progress = Callable[[str], None]
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from bench.consumers import cpu_seconds
 from bench.race import Bench, Process, Race, _checked
-from sidecar.kafka_tools import set_group_config
-from sidecar.local_broker import free_port
-from sidecar.metrics import parse
+from sidecar.devtools.kafka_tools import set_group_config
+from sidecar.devtools.local_broker import free_port
+from sidecar.ops.metrics import parse
 
 WATCH_INTERVAL_S = 0.05
 SHARE_ENV: dict[str, str | None] = {

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 
 from sidecar.config import Config
-from sidecar.deadletter import DeadLetterProducer
-from sidecar.delivery import Ordering, Policy
-from sidecar.dispatcher import Dispatcher
+from sidecar.consumer.dispatcher import Dispatcher
+from sidecar.consumer.handoff import Handoff
+from sidecar.consumer.member import GroupMember
+from sidecar.consumer.pipeline import Pipeline
+from sidecar.core.delivery import Ordering, Policy
 from sidecar.group import Group, Member
-from sidecar.handoff import Handoff
-from sidecar.member import GroupMember
-from sidecar.pipeline import Pipeline
+from sidecar.kafka.deadletter import DeadLetterProducer
 from sidecar.share.dispatch import ShareDispatcher, Terms, hold_seconds
 from sidecar.share.handoff import GroupTerms, ShareHandoff
 from sidecar.share.member import ShareMember

@@ -28,7 +28,7 @@ def _check_with_librdkafka(config: Config) -> None:
     """librdkafka judges KAFKA_* names and values; its complaint is mapped back to the variable."""
     from confluent_kafka import KafkaException
 
-    from sidecar.member import check_kafka_config
+    from sidecar.consumer.member import check_kafka_config
     from sidecar.share.member import check_share_kafka_config
 
     try:
@@ -115,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "dev":
-        from sidecar.dev import run_dev
+        from sidecar.devtools.dev import run_dev
 
         return run_dev(args.grpc_address, args.http_address, args.partitions, args.rate, args.bootstrap)
     if args.command == "demo":
-        from sidecar.demo import run_demo
+        from sidecar.devtools.demo import run_demo
 
         return run_demo(records=args.records, partitions=args.partitions, bootstrap=args.bootstrap)
 
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render(config))
         return 0
 
-    from sidecar import daemon, logs
+    from sidecar import daemon
+    from sidecar.ops import logs
 
     logs.setup(config.log_level, config.log_format)
     return daemon.run(config)

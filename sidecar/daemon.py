@@ -18,12 +18,14 @@ import time
 
 import uvloop
 
-from sidecar import metrics
+from sidecar.api.service import Server
+from sidecar.api.transport_security import CertificateFiles, TokenFile
 from sidecar.assembly import build
-from sidecar.collector import Collector
 from sidecar.config import Config
 from sidecar.group import Member
-from sidecar.http import (
+from sidecar.ops import metrics
+from sidecar.ops.collector import Collector
+from sidecar.ops.http import (
     HttpServer,
     ListenError,
     Probe,
@@ -32,9 +34,7 @@ from sidecar.http import (
     progress_liveness,
     readiness,
 )
-from sidecar.progress import ProgressWatch, Readings
-from sidecar.service import Server
-from sidecar.transport_security import CertificateFiles, TokenFile
+from sidecar.ops.progress import ProgressWatch, Readings
 
 log = logging.getLogger(__name__)
 

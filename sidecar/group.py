@@ -5,8 +5,8 @@ The service and the daemon see a ``Group`` (the event-loop side: app streams, th
 timers, shutdown) and a ``Member`` (the librdkafka side: threads, joining, health). Which kind runs is
 chosen once, by SIDECAR_GROUP_TYPE, in ``sidecar.assembly``; nothing past that learns which it is.
 
-* classic: ``sidecar.pipeline.Pipeline`` over the ``Dispatcher`` (assignment, offset tracker, commit
-  metadata, ordering lanes, leases) and ``sidecar.member.GroupMember`` (one poll thread);
+* classic: ``sidecar.consumer.pipeline.Pipeline`` over the ``Dispatcher`` (assignment, offset tracker, commit
+  metadata, ordering lanes, leases) and ``sidecar.consumer.member.GroupMember`` (one poll thread);
 * share: ``sidecar.share.pipeline.SharePipeline`` over the ``ShareDispatcher`` (the broker keeps each
   record's state) and ``sidecar.share.member.ShareMember`` (several share consumers, one thread each).
 """
@@ -18,9 +18,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from sidecar.delivery import DeadLetter, Kind, Rejection, Settlement
-from sidecar.reachability import Reachability
-from sidecar.records import AssignmentEvent, Record
+from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.core.records import AssignmentEvent, Record
+from sidecar.kafka.reachability import Reachability
 
 
 class StreamSink(Protocol):
@@ -31,7 +31,7 @@ class StreamSink(Protocol):
 
 
 class DeadLetterSink(Protocol):
-    """Where exhausted records go (implemented by ``sidecar.deadletter.DeadLetterProducer``)."""
+    """Where exhausted records go (implemented by ``sidecar.kafka.deadletter.DeadLetterProducer``)."""
 
     pending: int
 

@@ -34,15 +34,15 @@ from kafka_helpers import (  # noqa: E402
     build_env,
 )
 
-from sidecar.brokers.apache_kafka import (  # noqa: E402
+from sidecar.devtools.brokers.apache_kafka import (  # noqa: E402
     ApacheKafka,
     BrokerSetupError,
     consumer_group_timeouts,
     share_group_timeouts,
 )
-from sidecar.embedded import EmbeddedBroker  # noqa: E402
-from sidecar.kafka_tools import create_topic  # noqa: E402
-from sidecar.local_broker import free_port  # noqa: E402
+from sidecar.devtools.embedded import EmbeddedBroker  # noqa: E402
+from sidecar.devtools.kafka_tools import create_topic  # noqa: E402
+from sidecar.devtools.local_broker import free_port  # noqa: E402
 
 #: Session timeout used by every test member: legal on real Kafka (minimum 6000) and keeps Tansu's
 #: join delay (session.timeout.ms / 2) at 3 s.

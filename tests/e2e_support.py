@@ -10,11 +10,11 @@ from typing import NamedTuple, TypeVar
 
 from kafka_helpers import AppFactory, SidecarFactory, SidecarProcess
 
-from sidecar.demo_app import read_seen
-from sidecar.kafka_tools import committed_offsets
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.demo_app import read_seen
+from sidecar.devtools.kafka_tools import committed_offsets
+from sidecar.ops.metrics import scrape as metrics
 
-DEMO_APP = str(Path(__file__).resolve().parent.parent / "sidecar" / "demo_app.py")
+DEMO_APP = str(Path(__file__).resolve().parent.parent / "sidecar" / "devtools" / "demo_app.py")
 T = TypeVar("T")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from raw_stream import RawStream, Row, offsets, rows
 
-from sidecar.kafka_tools import set_group_config
+from sidecar.devtools.kafka_tools import set_group_config
 
 #: The sidecar's env for a share group (the consumer-group timeouts the factory sets are classic-only).
 SHARE_ENV: dict[str, str | None] = {

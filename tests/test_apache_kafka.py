@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.brokers import kafka_jars
-from sidecar.brokers.apache_kafka import ApacheKafka, cluster_id
-from sidecar.brokers.kafka_jars import BrokerSetupError
+from sidecar.devtools.brokers import kafka_jars
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka, cluster_id
+from sidecar.devtools.brokers.kafka_jars import BrokerSetupError
 
 
 def fake_java(tmp_path: Path, version_line: str) -> Path:

@@ -18,9 +18,9 @@ from confluent_kafka import Consumer
 from e2e_support import seen, wait_for
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import committed_offsets, produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import committed_offsets, produce
+from sidecar.ops.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

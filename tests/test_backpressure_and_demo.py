@@ -14,9 +14,9 @@ from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from kafka_sidecar_client import AssignmentChange, AsyncConsumer
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sidecar.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
 
 ROOT = Path(__file__).resolve().parents[1]
 

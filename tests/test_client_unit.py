@@ -23,8 +23,8 @@ from kafka_sidecar_client._leases import NEVER, Lease, first_lease, renew
 from kafka_sidecar_client._proto import sidecar_pb2 as pb
 from kafka_sidecar_client._proto import sidecar_pb2_grpc
 from kafka_sidecar_client._records import records_from_batch
-from sidecar.records import Record as SidecarRecord
-from sidecar.responses import records_response
+from sidecar.api.responses import records_response
+from sidecar.core.records import Record as SidecarRecord
 
 # -- the fake sidecar ------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import weakref
 
-from sidecar.collector import Collector
+from sidecar.ops.collector import Collector
 
 
 class _Node:

@@ -16,9 +16,9 @@ from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import committed_offsets, produce
-from sidecar.transport_security import unix_socket_path
+from sidecar.api.transport_security import unix_socket_path
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import committed_offsets, produce
 
 pytestmark = pytest.mark.integration
 

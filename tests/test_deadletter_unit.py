@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
-from sidecar import deadletter
 from sidecar.config import Config
-from sidecar.delivery import DeadLetter
-from sidecar.records import Record
+from sidecar.core.delivery import DeadLetter
+from sidecar.core.records import Record
+from sidecar.kafka import deadletter
 
 
 def test_producer_takes_connection_settings_and_drops_consumer_ones() -> None:

@@ -14,13 +14,13 @@ from e2e_support import duplicates, rebalance_events, seen, unique_seen, wait_co
 from kafka_helpers import AppFactory, AppProcess, SidecarFactory, TopicFactory
 from raw_stream import RawStream, Row, offsets, rows
 
-from sidecar import deadletter
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
+from sidecar.kafka import deadletter
+from sidecar.ops.metrics import scrape as metrics
 
-DEMO_APP = str(Path(__file__).resolve().parents[1] / "sidecar" / "demo_app.py")
+DEMO_APP = str(Path(__file__).resolve().parents[1] / "sidecar" / "devtools" / "demo_app.py")
 KEY_WORKER = str(Path(__file__).resolve().parent / "key_worker.py")
 
 

@@ -10,11 +10,11 @@ import weakref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar import gaps
-from sidecar.delivery import DeadLetter, Ordering, Policy, RejectReason
-from sidecar.dispatcher import Dispatcher
-from sidecar.records import Record, TopicPartition
-from sidecar.redelivery import STREAM_END_WINDOW_S
+from sidecar.consumer.dispatcher import Dispatcher
+from sidecar.consumer.redelivery import STREAM_END_WINDOW_S
+from sidecar.core import gaps
+from sidecar.core.delivery import DeadLetter, Ordering, Policy, RejectReason
+from sidecar.core.records import Record, TopicPartition
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)

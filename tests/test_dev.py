@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from e2e_support import wait_for
 
-from sidecar.local_broker import free_port
+from sidecar.devtools.local_broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.batching import Batcher
-from sidecar.delivery import RejectReason
-from sidecar.dispatcher import Dispatcher
-from sidecar.lanes import Lane
-from sidecar.records import Record, TopicPartition
+from sidecar.consumer.batching import Batcher
+from sidecar.consumer.dispatcher import Dispatcher
+from sidecar.consumer.lanes import Lane
+from sidecar.core.delivery import RejectReason
+from sidecar.core.records import Record, TopicPartition
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
@@ -408,7 +408,7 @@ def test_records_added_in_runs_are_held_as_if_added_one_by_one(
     """``add_records`` takes a partition's run in bulk when it can; whatever the runs hold (holes from
     compaction, refetches of what is held, two partitions interleaved, key lanes), the dispatcher ends
     up as it would after adding the records one at a time."""
-    from sidecar.delivery import Ordering, Policy
+    from sidecar.core.delivery import Ordering, Policy
 
     policy = Policy(ordering=Ordering.KEY if keyed else Ordering.PARTITION)
     bulk, each = Dispatcher(policy=policy), Dispatcher(policy=policy)
@@ -469,7 +469,7 @@ def test_batches_are_filled_in_bulk_as_one_record_at_a_time(
 ) -> None:
     """Whatever the sizes, limits, credit and ordering, the bulk fill makes the same batches as the
     record-at-a-time fill: same records, same order, same split, same streams."""
-    from sidecar.delivery import Ordering, Policy
+    from sidecar.core.delivery import Ordering, Policy
 
     policy = Policy(ordering=Ordering(ordering))
 
@@ -530,7 +530,7 @@ def test_wide_requests_take_through_the_index_what_a_walk_takes(
     """An ack's ranges are walked offset by offset when narrow and looked up in a sorted index when wide
     (so a hostile request costs about its size, not ranges x records in flight): both take the same
     records of the stream, each once, and report the same ranges as naming none."""
-    from sidecar.streams import _index_ranges, _walk_ranges
+    from sidecar.core.ranges import index_ranges, walk_ranges
 
     records = {o: Record("t", 0, o, b"k", b"v") for o in in_flight}
     for offset, record in records.items():
@@ -538,13 +538,13 @@ def test_wide_requests_take_through_the_index_what_a_walk_takes(
     named = [(first, first + width) for first, width in ranges]
     walked: dict[int, Record] = {}
     indexed: dict[int, Record] = {}
-    assert _walk_ranges(records, 1, named, walked) == _index_ranges(records, 1, named, indexed)
+    assert walk_ranges(records, 1, named, walked) == index_ranges(records, 1, named, indexed)
     assert walked.keys() == indexed.keys()
     assert all(r.stream == 1 for r in indexed.values())
 
 
 def test_a_rejection_names_a_few_offsets_and_counts_the_rest() -> None:
-    from sidecar.delivery import Rejection, RejectReason
+    from sidecar.core.delivery import Rejection, RejectReason
 
     many = Rejection(RejectReason.NOT_IN_FLIGHT, T0, list(range(100)), [(200, 300), (400, 500)])
     text = many.describe()

@@ -22,9 +22,9 @@ from e2e_support import (
 )
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Tests of sidecar/embedded.py and kafka_tools.py against a real Tansu, and of the fixtures built on it.
+"""Tests of sidecar/devtools/embedded.py and kafka_tools.py against a real Tansu, and of the fixtures
+built on it.
 
 Why they matter: every integration test trusts these helpers for its expected values (offsets from
 delivery reports, committed offsets read without joining the group). If a helper were wrong, a
@@ -19,8 +20,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka_helpers import AppFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import (
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import (
     OFFSET_INVALID,
     ProduceReport,
     committed_offsets,

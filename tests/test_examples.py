@@ -13,8 +13,8 @@ import pytest
 from e2e_support import wait_committed
 from kafka_helpers import SidecarFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,8 @@ from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
 from raw_stream import RawStream, rows
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import committed_offsets, produce
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import committed_offsets, produce
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import zlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.gaps import PREFIX, decode, encode, ranges_of
+from sidecar.core.gaps import PREFIX, decode, encode, ranges_of
 
 
 def test_ranges_of_groups_consecutive_offsets() -> None:

@@ -13,9 +13,9 @@ from grpc_health.v1 import health_pb2
 from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
 from raw_stream import RawStream
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
-from sidecar.transport_security import unix_socket_path
+from sidecar.api.transport_security import unix_socket_path
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
 

@@ -35,9 +35,9 @@ from kafka_helpers import AppFactory, SidecarFactory, SidecarProcess, TopicFacto
 from raw_stream import RawStream, Row, offsets, rows
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

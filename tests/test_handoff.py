@@ -7,10 +7,10 @@ import asyncio
 import threading
 import time
 
-from sidecar.dispatcher import Dispatcher
-from sidecar.handoff import Handoff
-from sidecar.pipeline import Pipeline
-from sidecar.records import TopicPartition
+from sidecar.consumer.dispatcher import Dispatcher
+from sidecar.consumer.handoff import Handoff
+from sidecar.consumer.pipeline import Pipeline
+from sidecar.core.records import TopicPartition
 
 T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
 

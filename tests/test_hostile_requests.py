@@ -23,9 +23,9 @@ from raw_stream import RawStream, offsets
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

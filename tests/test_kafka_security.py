@@ -1,7 +1,7 @@
 """The sidecar on Apache Kafka as production runs it: SASL_SSL (SCRAM-SHA-512), certificates, ACLs.
 
 One node of its own for this module, with a SASL_SSL listener and the ACL authorizer
-(``sidecar.brokers.sasl_ssl``); certificates are made at test time. The tests administer it over its
+(``sidecar.devtools.brokers.sasl_ssl``); certificates are made at test time. The tests administer it over its
 plaintext listener (a super user there) and run the sidecar over SASL_SSL with credentials from
 files. With the right credentials and ACLs it consumes, commits and dead-letters; with wrong
 credentials, a missing READ on the topic or on the group, or a broker certificate it does not trust,
@@ -30,9 +30,9 @@ from raw_stream import RawStream, offsets
 from tls_support import Authority, keystore
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
-from sidecar.brokers.sasl_ssl import MECHANISM, SaslSsl
-from sidecar.kafka_tools import produce
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
+from sidecar.devtools.brokers.sasl_ssl import MECHANISM, SaslSsl
+from sidecar.devtools.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ from e2e_support import DEMO_APP, protocol_env, unique_seen, wait_for
 from kafka_helpers import AppFactory, SidecarFactory, TopicFactory
 from prometheus_client import REGISTRY
 
-from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.kafka_tools import committed_offsets, produce
-from sidecar.lag import OFFSET_INVALID, LagMonitor, offsets_from_stats, partition_lag
-from sidecar.metrics import scrape
-from sidecar.records import TopicPartition
+from sidecar.consumer.lag import OFFSET_INVALID, LagMonitor, offsets_from_stats, partition_lag
+from sidecar.core.records import TopicPartition
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.kafka_tools import committed_offsets, produce
+from sidecar.ops.metrics import scrape
 
 T0, T1, T2 = (TopicPartition("orders", p) for p in range(3))
 

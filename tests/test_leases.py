@@ -1,11 +1,12 @@
-"""Unit tests of the dispatcher's timer schedule and lease order (``sidecar.leases``): pure, no clock."""
+"""Unit tests of the dispatcher's timer schedule and lease order (``sidecar.consumer.leases``): pure, no
+clock."""
 
 from __future__ import annotations
 
-from sidecar import leases
-from sidecar.lanes import UNLIMITED, Lane, Partition
-from sidecar.leases import Schedule
-from sidecar.records import Record, TopicPartition
+from sidecar.consumer import leases
+from sidecar.consumer.lanes import UNLIMITED, Lane, Partition
+from sidecar.consumer.leases import Schedule
+from sidecar.core.records import Record, TopicPartition
 
 T0 = TopicPartition("t", 0)
 

@@ -11,8 +11,8 @@ from e2e_support import wait_for
 from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import committed_offsets, produce
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import committed_offsets, produce
 
 pytestmark = pytest.mark.integration
 

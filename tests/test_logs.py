@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar import logs
+from sidecar.ops import logs
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The member's backpressure decision (``sidecar.fetching``), without a broker: a full backlog first
+"""The member's backpressure decision (``sidecar.consumer.fetching``), without a broker: a full backlog first
 stops the taking of records for a grace period, and pauses fetching only if it stays full (a pause
 makes librdkafka drop what it prefetched)."""
 
@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from sidecar import fetching
-from sidecar.fetching import FetchControl
+from sidecar.consumer import fetching
+from sidecar.consumer.fetching import FetchControl
 
 LIMIT = 100
 MAX_BYTES = 1 << 20

@@ -23,13 +23,14 @@ from grpc_health.v1 import health_pb2
 from kafka_helpers import AppFactory, SidecarFactory, SidecarProcess, TopicFactory
 from prometheus_client import REGISTRY
 
-from sidecar import daemon, logs
-from sidecar.embedded import EmbeddedBroker
-from sidecar.http import member_ready, poll_liveness, readiness
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape
-from sidecar.rebalance import RebalanceTracker, generation_of
-from sidecar.records import TopicPartition
+from sidecar import daemon
+from sidecar.consumer.rebalance import RebalanceTracker, generation_of
+from sidecar.core.records import TopicPartition
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops import logs
+from sidecar.ops.http import member_ready, poll_liveness, readiness
+from sidecar.ops.metrics import scrape
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -72,7 +73,7 @@ def test_rebalance_is_counted_timed_and_logged_once(caplog: pytest.LogCaptureFix
     count = sample("kafka_consumer_rebalance_count_total")
     durations = sample("kafka_consumer_rebalance_duration_ms_count")
     total_ms = sample("kafka_consumer_rebalance_duration_ms_sum")
-    caplog.set_level(logging.INFO, logger="sidecar.rebalance")
+    caplog.set_level(logging.INFO, logger="sidecar.consumer.rebalance")
 
     tracker.subscribed()
     clock.now += 3.0  # the first join takes 3 s

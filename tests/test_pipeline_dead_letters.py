@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from sidecar import pipeline as pipeline_module
-from sidecar.delivery import DeadLetter, Kind, Policy, Settlement
-from sidecar.dispatcher import Dispatcher
-from sidecar.pipeline import Pipeline
-from sidecar.records import AssignmentEvent, Record, TopicPartition
+from sidecar.consumer import pipeline as pipeline_module
+from sidecar.consumer.dispatcher import Dispatcher
+from sidecar.consumer.pipeline import Pipeline
+from sidecar.core.delivery import DeadLetter, Kind, Policy, Settlement
+from sidecar.core.records import AssignmentEvent, Record, TopicPartition
 
 T0 = TopicPartition("t", 0)
 

@@ -17,9 +17,9 @@ from e2e_support import wait_for
 from kafka_helpers import SidecarFactory, TopicFactory
 from raw_stream import RawStream, offsets
 
-from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.kafka_tools import produce
-from sidecar.progress import ProgressWatch, Readings, waiting_work
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.progress import ProgressWatch, Readings, waiting_work
 
 
 class Clock:

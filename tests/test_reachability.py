@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from sidecar.reachability import LOG_EVERY_S, Reachability, cause_of
+from sidecar.kafka.reachability import LOG_EVERY_S, Reachability, cause_of
 
 REFUSED = (
     "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused "
@@ -33,7 +33,7 @@ def test_an_outage_is_one_line_then_one_every_interval_then_one_when_over(
 ) -> None:
     clock = Clock()
     reach = Reachability("127.0.0.1:1", clock)
-    caplog.set_level(logging.INFO, "sidecar.reachability")
+    caplog.set_level(logging.INFO, "sidecar.kafka.reachability")
     reach.failed(REFUSED)
     reach.all_down("1/1 brokers are down")
     for _ in range(200):  # twenty a second, for ten seconds
@@ -58,7 +58,7 @@ def test_an_outage_is_one_line_then_one_every_interval_then_one_when_over(
 def test_one_broker_failing_while_others_answer_is_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     reach = Reachability("a:9092,b:9092", clock)
-    caplog.set_level(logging.INFO, "sidecar.reachability")
+    caplog.set_level(logging.INFO, "sidecar.kafka.reachability")
     for _ in range(100):
         clock.now += 1
         reach.failed("b:9092/2: Connect to ipv4#10.0.0.2:9092 failed: Connection refused")
@@ -77,7 +77,7 @@ def test_all_down_without_a_failed_connect_names_what_librdkafka_said() -> None:
 def test_a_refusal_is_one_line_the_reason_and_ends_when_let_in(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     reach = Reachability("k:9093", clock)
-    caplog.set_level(logging.INFO, "sidecar.reachability")
+    caplog.set_level(logging.INFO, "sidecar.kafka.reachability")
     why = "Broker: Topic authorization failed (grant the sidecar's principal READ on the topic)"
     for _ in range(100):
         clock.now += 0.1

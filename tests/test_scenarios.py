@@ -23,7 +23,7 @@ from bench.scenarios.producer import Ack
 from bench.scenarios.report import table
 from bench.scenarios.scenarios import BY_NAME
 from bench.scenarios.settings import CI
-from sidecar.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
 
 # -- arithmetic -----------------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from kafka_helpers import SidecarFactory, TopicFactory
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.metrics import scrape
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.delivery import DeadLetter, RejectReason
-from sidecar.records import Record, TopicPartition
+from sidecar.core.delivery import DeadLetter, RejectReason
+from sidecar.core.records import Record, TopicPartition
 from sidecar.share.dispatch import Decision, ShareDispatcher, Terms, Why, hold_seconds
 
 TP = TopicPartition("t", 0)

@@ -19,9 +19,9 @@ from raw_stream import RawStream, Row, offsets, rows
 from share_support import SHARE_ENV, AckingApp, ack_all, share_group
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.kafka_tools import produce
-from sidecar.metrics import scrape as metrics
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.kafka_tools import produce
+from sidecar.ops.metrics import scrape as metrics
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.tracker import OffsetTracker
+from sidecar.core.tracker import OffsetTracker
 
 
 def tracker_with(offsets: list[int]) -> OffsetTracker:

@@ -16,8 +16,8 @@ import pytest
 from e2e_support import wait_for
 from kafka_helpers import SidecarFactory, TopicFactory
 
-from sidecar.embedded import EmbeddedBroker
-from sidecar.local_broker import free_port
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.local_broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The records' wire fragments (``sidecar.wire``) and the batch built from them.
+"""The records' wire fragments (``sidecar.core.wire``) and the batch built from them.
 
 The reference is the contract spelled out with the generated protobuf classes, one field at a time:
 whatever the records, the sidecar's batch must parse to exactly that message.
@@ -9,10 +9,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar import wire
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.records import Record
-from sidecar.responses import records_response
+from sidecar.api.responses import records_response
+from sidecar.core import wire
+from sidecar.core.records import Record
 
 Headers = list[tuple[str, bytes | None]] | None
 

@@ -11,8 +11,8 @@ import contextlib
 from pathlib import Path
 
 from bench.scenarios.settings import Settings
-from sidecar.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
-from sidecar.embedded import EmbeddedBroker
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
+from sidecar.devtools.embedded import EmbeddedBroker
 
 BROKERS = ("kafka", "tansu")
 

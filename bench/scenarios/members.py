@@ -21,8 +21,8 @@ from pathlib import Path
 from bench.scenarios.analysis import GroupEvent, current_assignment, rebalance_events
 from bench.scenarios.processes import Proc, child_env
 from bench.scenarios.settings import Settings
-from sidecar.kafka_tools import wait_for
-from sidecar.local_broker import free_port
+from sidecar.devtools.kafka_tools import wait_for
+from sidecar.devtools.local_broker import free_port
 
 PY = sys.executable
 

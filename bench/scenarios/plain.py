@@ -10,8 +10,8 @@ at-least-once loop. The handler runs on the polling thread, so a handler slower 
 ``--decoupled`` is the textbook fix for that (the guided practical's last step): the handler runs on a
 worker thread, the member pauses its partitions and keeps polling while it works, and resumes after.
 
-Each rebalance is logged as one JSON line (``sidecar.rebalance``: the same bookkeeping as the sidecar),
-which is how the harness counts rebalances and evictions from the outside.
+Each rebalance is logged as one JSON line (``sidecar.consumer.rebalance``: the same bookkeeping as the
+sidecar), which is how the harness counts rebalances and evictions from the outside.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from bench.scenarios.handler import Handler
-from sidecar import logs
-from sidecar.rebalance import RebalanceTracker, generation_of
-from sidecar.records import TopicPartition as TP
+from sidecar.consumer.rebalance import RebalanceTracker, generation_of
+from sidecar.core.records import TopicPartition as TP
+from sidecar.ops import logs
 
 log = logging.getLogger("plain")
 

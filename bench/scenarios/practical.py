@@ -30,7 +30,7 @@ from bench.scenarios.brokers import start_broker
 from bench.scenarios.members import Member, PlainMember, SidecarMember, Site, wait_until
 from bench.scenarios.producer import SteadyProducer
 from bench.scenarios.settings import CI, Settings
-from sidecar.kafka_tools import create_topic
+from sidecar.devtools.kafka_tools import create_topic
 
 # Dynamic sidecars: step 3 shows what a static id does for a plain consumer, and what an app restart
 # (no id needed) does beside a sidecar.

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from sidecar.kafka_tools import record_value
+from sidecar.devtools.kafka_tools import record_value
 
 
 class Ack(NamedTuple):

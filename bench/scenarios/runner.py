@@ -24,7 +24,7 @@ from bench.scenarios.members import Member, PlainMember, SidecarMember, Site, wa
 from bench.scenarios.producer import SteadyProducer
 from bench.scenarios.scenarios import Scenario, Stage
 from bench.scenarios.settings import Settings
-from sidecar.kafka_tools import create_topic
+from sidecar.devtools.kafka_tools import create_topic
 
 #: The sidecar as a classic-protocol member, as a KIP-848 member (group.protocol=consumer), and the
 #: baseline of plain consumers with librdkafka's defaults.

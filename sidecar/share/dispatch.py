@@ -35,9 +35,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sidecar.delivery import DeadLetter, Outcome, Rejection, RejectReason
-from sidecar.records import Record, TopicPartition
-from sidecar.streams import select
+from sidecar.core.delivery import DeadLetter, Outcome, Rejection, RejectReason
+from sidecar.core.ranges import select
+from sidecar.core.records import Record, TopicPartition
 
 _DEAD_LETTERING = -1  # Record.avoid: written to the dead-letter topic; accepted once it is there
 _DELAYED = -2  # Record.avoid: nacked with a delay; released when it is due

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.records import Record
+from sidecar.core.records import Record
 from sidecar.share.dispatch import Decision
 
 #: One decision for the consumer that acquired the record: (topic, partition, offset, decision).

@@ -33,13 +33,13 @@ from confluent_kafka import (
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from sidecar import metrics
-from sidecar.client_events import ClientEvents
 from sidecar.config import Config
-from sidecar.deadletter import producer_config
-from sidecar.lag import LagMonitor
-from sidecar.reachability import Reachability
-from sidecar.records import Record
+from sidecar.consumer.lag import LagMonitor
+from sidecar.core.records import Record
+from sidecar.kafka.client_events import ClientEvents
+from sidecar.kafka.deadletter import producer_config
+from sidecar.kafka.reachability import Reachability
+from sidecar.ops import metrics
 from sidecar.share.dispatch import Decision, hold_seconds
 from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
 

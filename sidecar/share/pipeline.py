@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from sidecar import metrics
-from sidecar.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.consumer.pipeline import DEAD_LETTER_RETRY_S, TIMER_PERIOD_S
+from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.core.records import AssignmentEvent, Record
+from sidecar.core.settling import settle
 from sidecar.group import DeadLetterSink, StreamSink
-from sidecar.pipeline import DEAD_LETTER_RETRY_S, TIMER_PERIOD_S
-from sidecar.records import AssignmentEvent, Record
-from sidecar.settling import settle
+from sidecar.ops import metrics
 from sidecar.share.dispatch import Decision, ShareDispatcher, hold_seconds
 from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
 

@@ -25,8 +25,8 @@ from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
 from tls_support import Authority
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.embedded import EmbeddedBroker
-from sidecar.kafka_tools import ProduceReport, committed_offsets, produce, record_index
+from sidecar.devtools.embedded import EmbeddedBroker
+from sidecar.devtools.kafka_tools import ProduceReport, committed_offsets, produce, record_index
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("lang", LANGUAGES)]
 

@@ -42,7 +42,7 @@ from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
 from sidecar.config import Config
-from sidecar.member import check_kafka_config
+from sidecar.consumer.member import check_kafka_config
 
 SIDECAR = "kafka-sidecar"
 KEY_PASSWORD = "key-secret-1"

@@ -29,9 +29,9 @@ from image_support import BUILD_HINT, Container, Image, ImageError, load_image, 
 from kafka_helpers import TopicFactory
 
 from kafka_sidecar_client import Consumer
-from sidecar.brokers.apache_kafka import ApacheKafka
-from sidecar.kafka_tools import produce
-from sidecar.local_broker import free_port
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
+from sidecar.devtools.kafka_tools import produce
+from sidecar.devtools.local_broker import free_port
 
 pytestmark = pytest.mark.image
 

@@ -1,0 +1,351 @@
+"""The event-loop side of the sidecar: feeds the dispatcher and carries out what it decides.
+
+Records handed over by the member go into the dispatcher; after every change (records, credit, acks,
+a stream coming or going, a lease or retry falling due) the pipeline asks the dispatcher for
+deliveries and passes them to the streams' sinks. It also runs the commit timer (offsets plus the
+acked-above-commit metadata, and which partitions to hold), writes exhausted records to the
+dead-letter sink, settles revokes (stop, tell the apps, wait for acks up to the revoke grace, return
+the offsets to commit) and drains on shutdown.
+
+It imports neither librdkafka nor gRPC: the member, the dead-letter producer and the service are on
+the other side of ``Handoff``, ``DeadLetterSink`` and ``StreamSink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from sidecar.consumer.dispatcher import Dispatcher
+from sidecar.consumer.handoff import Committed, Handoff, Offsets
+from sidecar.core import gaps
+from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.core.records import AssignmentEvent, CommitPoint, Record, TopicPartition
+from sidecar.core.settling import settle
+from sidecar.group import DeadLetterSink, StreamSink
+from sidecar.ops import metrics
+
+log = logging.getLogger(__name__)
+
+
+TIMER_PERIOD_S = 0.05  # how often leases, retries and dead-letter results are looked at
+DEAD_LETTER_RETRY_S = (1.0, 30.0)  # backoff between attempts to write a dead letter
+
+
+class Pipeline:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        commit_interval_s: float,
+        revoke_grace_s: float,
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._commit_interval_s = commit_interval_s
+        self._revoke_grace_s = revoke_grace_s
+        self._dead_letters = dead_letters
+        self._dead_letter_failures = 0
+        self._held: frozenset[TopicPartition] = frozenset()
+        self._sinks: dict[int, StreamSink] = {}
+        self._settled = asyncio.Event()  # set whenever acks arrive, for revoke and drain waits
+        self._handoff: Handoff | None = None
+        self.joined = False
+        self.epoch = 0  # the member's epoch of the last rebalance callback seen; stamps commits
+        self.member_stopped = asyncio.Event()
+        self.member_error: BaseException | None = None
+
+    def attach(self, handoff: Handoff) -> None:
+        self._handoff = handoff
+
+    @property
+    def handoff(self) -> Handoff:
+        assert self._handoff is not None, "attach() a Handoff first"
+        return self._handoff
+
+    # -- app streams (called by the service) ----------------------------------------------------
+
+    @property
+    def app_streams(self) -> int:
+        """Connected app streams (readiness and logs)."""
+        return len(self._sinks)
+
+    @property
+    def credit(self) -> int:
+        """Records the connected app streams would take now (the progress watch asks)."""
+        return self._dispatcher.credit
+
+    @property
+    def parked(self) -> int:
+        """Records parked by the delivery policy (the progress watch asks)."""
+        return self._dispatcher.parked_records
+
+    @property
+    def held(self) -> int:
+        """Records handed over by the member and not yet let go of (the progress watch asks)."""
+        return self.handoff.backlog()[0]
+
+    def open_stream(self, sink: StreamSink) -> int:
+        sid = self._dispatcher.open_stream()
+        self._sinks[sid] = sink
+        metrics.APP_STREAMS.set(len(self._sinks))
+        sink.send_assignment(AssignmentEvent(self._dispatcher.active_assignment))
+        return sid
+
+    def close_stream(self, sid: int) -> int:
+        """The stream ended: its unacked records go back for redelivery. Returns how many."""
+        self._sinks.pop(sid, None)
+        returned = self._dispatcher.close_stream(sid)
+        metrics.APP_STREAMS.set(len(self._sinks))
+        if returned:
+            metrics.RECORDS_REDELIVERED.inc(returned)
+        self._settled.set()
+        self._pump()
+        return returned
+
+    def grant(self, sid: int, credit: int) -> None:
+        self._dispatcher.grant(sid, credit)
+
+    def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
+        """Apply a request's acks, nacks, extends and rejects; returns the rejected parts."""
+        self._dispatcher.tick()
+        rejections = settle(self._dispatcher, sid, items)
+        self._settled.set()
+        return rejections
+
+    def pump(self) -> None:
+        """Deliver what credit allows (after a request was applied)."""
+        self._pump()
+
+    def _pump(self) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher.exhausted:
+            self._report_exhausted()
+        if self._dead_letters is not None:
+            for letter in dispatcher.take_dead_letters():
+                self._write_dead_letter(letter)
+        delivered = 0
+        for sid, batch in dispatcher.next_deliveries():
+            self._sinks[sid].send_records(batch)
+            delivered += len(batch)
+        if delivered:
+            metrics.RECORDS_DELIVERED.inc(delivered)
+        if self._handoff is not None:
+            self._handoff.publish_released(*dispatcher.drained())
+        metrics.BUFFERED_RECORDS.set(dispatcher.buffered_records)
+        metrics.IN_FLIGHT_RECORDS.set(dispatcher.in_flight_records)
+
+    # -- leases, retries, dead letters ----------------------------------------------------------
+
+    async def run_timers(self) -> None:
+        """Expire leases and release due retries; poll the dead-letter producer for results."""
+        dispatcher = self._dispatcher
+        while True:
+            await asyncio.sleep(TIMER_PERIOD_S)
+            if self._dead_letters is not None and self._dead_letters.pending:
+                self._dead_letters.poll()
+            due = dispatcher.next_due()
+            if due is not None and due <= time.monotonic():
+                expired = dispatcher.expired_total
+                dispatcher.tick()
+                if dispatcher.expired_total > expired:
+                    metrics.LEASES_EXPIRED.inc(dispatcher.expired_total - expired)
+                    metrics.RECORDS_REDELIVERED.inc(dispatcher.expired_total - expired)
+                self._pump()
+
+    def _report_exhausted(self) -> None:
+        """Without a dead-letter topic: say what was skipped or parked (SIDECAR_ON_EXHAUSTED)."""
+        dispatcher = self._dispatcher
+        skip = dispatcher.policy.skip_exhausted
+        for letter in dispatcher.exhausted:
+            r = letter.record
+            if skip:
+                metrics.RECORDS_SKIPPED.inc()
+                log.warning(
+                    "skipped %s[%d]@%d (acked without processing): %s",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    letter.reason,
+                )
+            else:
+                log.error(
+                    "parked %s[%d]@%d: %s; its %s waits and its commit stays below it until the sidecar "
+                    "restarts (set SIDECAR_DLQ_TOPIC, or SIDECAR_ON_EXHAUSTED=skip)",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    letter.reason,
+                    "key" if dispatcher.policy.ordering.value == "key" and r.key is not None else "partition",
+                )
+        dispatcher.exhausted.clear()
+        metrics.RECORDS_PARKED.set(dispatcher.parked_records)
+
+    def _write_dead_letter(self, letter: DeadLetter) -> None:
+        sink = self._dead_letters
+        assert sink is not None
+        try:
+            sink.write(letter, self._dead_letter_done)
+        except Exception as exc:  # a full queue (BufferError) or a refusal such as a record too large:
+            self._dead_letter_done(letter, exc)  # logged and tried again, never dropped
+
+    def _retry_dead_letter(self, letter: DeadLetter) -> None:
+        if self._dispatcher.dead_letter_moved(letter):
+            r = letter.record
+            log.info("not dead-lettering %s[%d]@%d: the partition moved on", r.topic, r.partition, r.offset)
+            return
+        self._write_dead_letter(letter)
+
+    def _dead_letter_done(self, letter: DeadLetter, error: Exception | None) -> None:
+        r = letter.record
+        if error is None:
+            self._dead_letter_failures = 0
+            if self._dispatcher.dead_lettered(letter):
+                metrics.RECORDS_DEAD_LETTERED.inc()
+                log.warning("dead-lettered %s[%d]@%d: %s", r.topic, r.partition, r.offset, letter.reason)
+            self._settled.set()
+            self._pump()
+            return
+        # Never drop it: the record stays unacked (its commit waits) and the write is tried again.
+        self._dead_letter_failures += 1
+        low, high = DEAD_LETTER_RETRY_S
+        delay = min(high, low * 2 ** min(self._dead_letter_failures - 1, 10))
+        metrics.DEAD_LETTER_FAILURES.inc()
+        log.error(
+            "dead-letter write of %s[%d]@%d failed (%s); retrying in %.0fs",
+            r.topic,
+            r.partition,
+            r.offset,
+            error,
+            delay,
+        )
+        asyncio.get_running_loop().call_later(delay, self._retry_dead_letter, letter)
+
+    def _broadcast(self, event: AssignmentEvent) -> None:
+        for sink in list(self._sinks.values()):
+            sink.send_assignment(event)
+
+    # -- the member's side of the handoff (called on the loop) ----------------------------------
+
+    def on_records(self, records: list[Record]) -> None:
+        self._dispatcher.add_records(records)
+        self._pump()
+
+    def on_assigned(self, tps: list[TopicPartition], committed: Committed, epoch: int) -> None:
+        self.epoch = epoch
+        self.joined = True
+        skips = {
+            tp: runs for tp, point in committed.items() if (runs := gaps.decode(point.metadata, point.offset))
+        }
+        if skips:
+            log.info(
+                "skipping records acked above the commit before: %s",
+                {str(tp): sum(b - a + 1 for a, b in runs) for tp, runs in skips.items()},
+            )
+        added = self._dispatcher.assign(tps, skips)
+        metrics.ASSIGNED_PARTITIONS.set(len(self._dispatcher.assignment))
+        if added:
+            self._broadcast(AssignmentEvent(self._dispatcher.assignment, added=tuple(added)))
+
+    async def on_revoked(self, tps: list[TopicPartition], epoch: int) -> Offsets:
+        self.epoch = epoch
+        dispatcher = self._dispatcher
+        dispatcher.begin_revoke(tps)
+        self._broadcast(AssignmentEvent(dispatcher.active_assignment, revoked=tuple(tps)))
+        waited = left = 0.0
+        try:
+            # While draining for shutdown the wait for acks already happened: do not wait twice.
+            grace = self._revoke_grace_s if dispatcher.delivering else 0.0
+            waited = await self._wait_settled(lambda: dispatcher.in_flight(tps) == 0, grace)
+            left = dispatcher.in_flight(tps)
+        finally:
+            # Even if the wait is cancelled (the member gave up on us), the partitions must go: a
+            # half-revoked partition would otherwise linger, uncommittable and undeliverable.
+            offsets = self._points(dispatcher.watermarks(tps))
+            dispatcher.finish_revoke(tps)
+            metrics.ASSIGNED_PARTITIONS.set(len(dispatcher.assignment))
+            self._pump()
+        log.info("revoke settled in %.3fs: %d in-flight records left for the next owner", waited, left)
+        return offsets
+
+    def on_lost(self, tps: list[TopicPartition], epoch: int) -> None:
+        self.epoch = epoch
+        dropped = self._dispatcher.lose(tps)
+        metrics.ASSIGNED_PARTITIONS.set(len(self._dispatcher.assignment))
+        if dropped:
+            self._broadcast(AssignmentEvent(self._dispatcher.assignment, revoked=tuple(dropped), lost=True))
+        self._pump()
+
+    def on_commit_failed(self, tps: list[TopicPartition]) -> None:
+        self._dispatcher.commit_failed(tps)
+
+    def on_member_stopped(self, error: BaseException | None) -> None:
+        self.member_error = error
+        self.member_stopped.set()
+
+    # -- timers and shutdown --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The commit timer and the lease, retry and dead-letter timer, until cancelled."""
+        await asyncio.gather(self.run_commits(), self.run_timers())
+
+    async def shutdown(self, drain_timeout_s: float, close_timeout_s: float) -> None:
+        """Drain (see ``drain``), then commit the final offsets and close the consumer."""
+        offsets = await self.drain(drain_timeout_s)
+        try:
+            await self.handoff.close(offsets, self.epoch, close_timeout_s)
+        except asyncio.TimeoutError:
+            log.error("consumer did not close in time")
+
+    async def run_commits(self) -> None:
+        """Commit moved watermarks every commit interval (asynchronously, on the poll thread)."""
+        while True:
+            await asyncio.sleep(self._commit_interval_s)
+            offsets = self._dispatcher.commit_offsets()
+            if offsets:
+                self.handoff.commit(self._points(offsets), self.epoch)
+            held = self._dispatcher.held()
+            if held != self._held:
+                self._held = held
+                metrics.HELD_PARTITIONS.set(len(held))
+                self.handoff.hold(held)
+
+    def _points(self, offsets: dict[TopicPartition, int]) -> Offsets:
+        """Offsets with their commit metadata (acked offsets above each, when gap metadata is on)."""
+        metadata = self._dispatcher.metadata(offsets)
+        return {tp: CommitPoint(offset, metadata.get(tp, "")) for tp, offset in offsets.items()}
+
+    async def drain(self, timeout_s: float) -> Offsets:
+        """Stop delivering, wait up to ``timeout_s`` for in-flight acks; the offsets to commit last."""
+        dispatcher = self._dispatcher
+        dispatcher.stop_delivering()
+        in_flight = dispatcher.in_flight_records
+        waited = await self._wait_settled(lambda: dispatcher.in_flight(dispatcher.assignment) == 0, timeout_s)
+        if self._dead_letters is not None and self._dead_letters.pending:
+            left = self._dead_letters.flush(max(0.0, timeout_s - waited))
+            self._dead_letters.poll()
+            if left:
+                log.warning("%d dead-letter writes unfinished at shutdown: redelivered after restart", left)
+        log.info(
+            "drained in %.3fs: %d records were in flight, %d still unacked (redelivered after restart)",
+            waited,
+            in_flight,
+            dispatcher.in_flight_records,
+        )
+        return self._points(dispatcher.watermarks())
+
+    async def _wait_settled(self, done: Callable[[], bool], timeout_s: float) -> float:
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._settled.clear()
+            try:
+                await asyncio.wait_for(self._settled.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return time.monotonic() - started

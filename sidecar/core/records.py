@@ -1,0 +1,141 @@
+"""The plain values that cross from the group member to the dispatcher.
+
+They carry no librdkafka or gRPC types, so the dispatcher and the offset tracker stay pure logic that
+is tested without a broker or a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from sidecar.core import wire
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+class Record:
+    """One Kafka record held by the sidecar until the app acks it.
+
+    The key, value and headers are held in the form they take in a gRPC batch (``wire``, see
+    ``sidecar.core.wire``): one object instead of up to nine, made while the record is fresh, so building
+    and freeing a batch touches little cold memory. ``key`` is kept as well (key ordering needs it);
+    ``value`` and ``headers`` are decoded on the rare occasions something in the sidecar reads them.
+    ``nulls`` flags what the wire form cannot say: a null key, value or header value (``wire.NULL_*``;
+    the null header values are at the positions in ``null_headers``).
+
+    ``attempt`` is the delivery attempt the record will carry on its next delivery; it grows each time
+    the record goes back for redelivery. ``size`` approximates the memory the record pins, for the
+    buffer limit.
+
+    The last slots are the dispatcher's bookkeeping of the record's current delivery (stream, lease,
+    ordering lane). They live on the record rather than in a wrapper so that a delivery allocates
+    nothing per record; only the dispatcher reads or writes them.
+    """
+
+    __slots__ = (
+        "attempt",
+        "avoid",
+        "deadline",
+        "ended_at",
+        "header_count",
+        "key",
+        "lane",
+        "null_headers",
+        "nulls",
+        "offset",
+        "partition",
+        "size",
+        "stream",
+        "timestamp_ms",
+        "timestamp_type",
+        "topic",
+        "wire",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        timestamp_ms: int = 0,
+        timestamp_type: int = 0,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.wire, self.nulls, self.null_headers = wire.encode(key, value, headers)
+        self.header_count = len(headers) if headers else 0
+        self.timestamp_ms = timestamp_ms
+        self.timestamp_type = timestamp_type
+        self.attempt = 1
+        self.stream = 0  # the stream it is in flight on; 0 when not in flight
+        self.deadline = 0.0  # when its lease ends, while in flight (0: no lease)
+        self.avoid = 0  # a stream whose lease on it expired: prefer another one
+        self.ended_at = -1e18  # when a stream it was on last ended and charged it an attempt
+        self.lane: object = None
+        self.size = 64 + len(self.wire) + (len(key) if key else 0)  # the record object, wire and key
+
+    @property
+    def value(self) -> bytes | None:
+        if self.nulls & wire.NULL_VALUE:
+            return None
+        return wire.decode(self.wire)[1]
+
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        if not self.header_count:
+            return []
+        pairs: list[tuple[str, bytes | None]] = list(wire.decode(self.wire)[2])
+        for i in self.null_headers:
+            pairs[i] = (pairs[i][0], None)
+        return pairs
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def __repr__(self) -> str:
+        return f"Record({self.topic}[{self.partition}]@{self.offset}, attempt={self.attempt})"
+
+
+def partition_runs(records: Iterable[Record]) -> Iterator[list[Record]]:
+    """``records`` split, in order, into runs of one partition: fetches and batches come that way, so
+    work per partition is done once per run rather than once per record."""
+    run: list[Record] = []
+    topic, partition = "", -1
+    for record in records:
+        if record.partition != partition or record.topic != topic:
+            if run:
+                yield run
+            topic, partition = record.topic, record.partition
+            run = []
+        run.append(record)
+    if run:
+        yield run
+
+
+class CommitPoint(NamedTuple):
+    """What to commit for one partition: the offset and the metadata string stored with it."""
+
+    offset: int
+    metadata: str = ""
+
+
+class AssignmentEvent(NamedTuple):
+    """The sidecar's partitions changed (or, with no added/revoked, a snapshot for a new stream)."""
+
+    assigned: frozenset[TopicPartition]
+    added: tuple[TopicPartition, ...] = ()
+    revoked: tuple[TopicPartition, ...] = ()
+    lost: bool = False

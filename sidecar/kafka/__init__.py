@@ -1,0 +1,3 @@
+"""librdkafka-side helpers both members use: client errors and statistics, broker reachability, the
+dead-letter producer.
+"""
