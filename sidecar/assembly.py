@@ -17,10 +17,11 @@ from sidecar.consumer.pipeline import Pipeline
 from sidecar.core.delivery import Ordering, Policy
 from sidecar.group import Group, Member
 from sidecar.kafka.deadletter import DeadLetterProducer
-from sidecar.share.dispatch import ShareDispatcher, Terms, hold_seconds
+from sidecar.share.dispatch import ShareDispatcher
 from sidecar.share.handoff import GroupTerms, ShareHandoff
 from sidecar.share.member import ShareMember
 from sidecar.share.pipeline import SharePipeline
+from sidecar.share.terms import Terms, hold_seconds
 
 #: Kafka's own default for max.poll.interval.ms
 MAX_POLL_INTERVAL_MS = 300_000

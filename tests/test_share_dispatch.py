@@ -6,7 +6,8 @@ import pytest
 
 from sidecar.core.delivery import DeadLetter, RejectReason
 from sidecar.core.records import Record, TopicPartition
-from sidecar.share.dispatch import Decision, ShareDispatcher, Terms, Why, hold_seconds
+from sidecar.share.dispatch import ShareDispatcher
+from sidecar.share.terms import Decision, Terms, Why, hold_seconds
 
 TP = TopicPartition("t", 0)
 

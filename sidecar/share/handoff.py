@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.core.records import Record
-from sidecar.share.dispatch import Decision
+from sidecar.share.terms import Decision
 
 #: One decision for the consumer that acquired the record: (topic, partition, offset, decision).
 Ack = tuple[str, int, int, Decision]

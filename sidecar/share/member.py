@@ -40,8 +40,8 @@ from sidecar.kafka.client_events import ClientEvents
 from sidecar.kafka.deadletter import producer_config
 from sidecar.kafka.reachability import Reachability
 from sidecar.ops import metrics
-from sidecar.share.dispatch import Decision, hold_seconds
 from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
+from sidecar.share.terms import Decision, hold_seconds
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,8 @@ class _ConsumerLoop:
             raise
         self.polled_at = time.monotonic()
         self.unsent = False
+        if not self.member.joined.is_set():  # the broker answered (its configuration was not readable)
+            self.member.joined.set()
         if not messages:
             return
         records = self._records(messages)
@@ -271,8 +273,6 @@ class _ConsumerLoop:
             self.handoff.records(self.index, records)
             if self.member.reach.troubled:
                 self.member.reach.contact()
-            if not self.member.joined.is_set():
-                self.member.joined.set()
 
     def _records(self, messages: Iterable[Message]) -> list[Record]:
         records = []

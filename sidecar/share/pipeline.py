@@ -25,8 +25,9 @@ from sidecar.core.records import AssignmentEvent, Record
 from sidecar.core.settling import settle
 from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.ops import metrics
-from sidecar.share.dispatch import Decision, ShareDispatcher, hold_seconds
+from sidecar.share.dispatch import ShareDispatcher
 from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
+from sidecar.share.terms import Decision, hold_seconds
 
 log = logging.getLogger(__name__)
 
