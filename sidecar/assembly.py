@@ -19,7 +19,7 @@ from sidecar.group import Group, Member
 from sidecar.kafka.deadletter import DeadLetterProducer
 from sidecar.share.dispatch import ShareDispatcher
 from sidecar.share.handoff import GroupTerms, ShareHandoff
-from sidecar.share.member import ShareMember
+from sidecar.share.member import CAN_RENEW, ShareMember
 from sidecar.share.pipeline import SharePipeline
 from sidecar.share.terms import Terms, hold_seconds
 
@@ -68,8 +68,10 @@ def _share(
         max_attempts=defaults.delivery_limit,
         dead_letter=dead_letters is not None,
     )
+    dispatcher = ShareDispatcher(terms, config.max_batch_records, config.max_batch_bytes)
+    dispatcher.can_renew = CAN_RENEW
     pipeline = SharePipeline(
-        ShareDispatcher(terms, config.max_batch_records, config.max_batch_bytes),
+        dispatcher,
         max_attempts=config.max_delivery_attempts,
         ack_timeout_s=config.ack_timeout_ms / 1000,
         max_poll_s=max_poll_s,

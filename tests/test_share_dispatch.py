@@ -260,3 +260,20 @@ def test_the_hold_ends_before_the_lock_and_the_poll_interval(
     lock_s: float, max_poll_s: float, hold: float
 ) -> None:
     assert hold_seconds(lock_s, max_poll_s) == pytest.approx(hold)
+
+
+def test_with_a_member_that_can_renew_extend_renews_and_restarts_the_hold() -> None:
+    d, clock = make(hold_s=5.0)
+    d.can_renew = True
+    s = d.open_stream()
+    d.grant(s, 2)
+    d.add(0, records(0, 1))
+    d.next_deliveries()
+    clock.now += 4.0
+    assert d.extend(s, TP, [0]).accepted == 1
+    assert decided(d) == [(0, 0, Decision.RENEW, None)]
+    clock.now += 1.0
+    d.tick()  # record 1's hold ends; record 0 was renewed
+    assert decided(d) == [(0, 1, Decision.RELEASE, Why.HOLD_ENDED)]
+    assert d.ack(s, TP, [0]).accepted == 1
+    assert decided(d) == [(0, 0, Decision.ACCEPT, None)]

@@ -17,7 +17,8 @@ per record, which the pipeline hands to the consumer that acquired it:
   if lower) nacked or timed out -> given up: dead-lettered (then ACCEPT) or REJECT.
 
 Extending a lease needs the broker's RENEW (KIP-1222), which librdkafka does not have yet: ``extend``
-asks ``can_renew`` and answers with a rejection until a member that can renew says so.
+answers with a rejection unless the member says it ``can_renew``; then each record gets a ``RENEW``
+decision (it stays undecided) and its hold starts again.
 
 Pure logic, no I/O, no threads; the clock is passed in. The bookkeeping lives on the records' own
 slots, as in the classic dispatcher: ``stream`` (the stream it is in flight on), ``deadline`` (when it
@@ -272,11 +273,19 @@ class ShareDispatcher:
         offsets: Iterable[int] = (),
         ranges: Iterable[tuple[int, int]] = (),
     ) -> Outcome:
-        """No lock can be extended without RENEW: the request is answered with a rejection naming it."""
+        """Renew the locks of these in-flight records (a ``RENEW`` decision each) and start their holds
+        again; without a member that can renew, the request is answered with a rejection naming why."""
         offsets, ranges = list(offsets), list(ranges)
         if not self.can_renew:
             return Outcome(0, Rejection(RejectReason.NO_RENEW, tp, offsets, ranges))
-        raise NotImplementedError("renewing a share lock: wire the member's RENEW here")  # pragma: no cover
+        outcome, taken = self._take(sid, tp, offsets, ranges)
+        if taken:
+            deadline = self._clock() + self.terms.hold_s
+            for record in taken:
+                record.deadline = deadline
+                self.decisions.append((record.lane, record, Decision.RENEW, None))  # type: ignore[arg-type]
+            self._holds.append((deadline, taken))  # holds are all as long: the line stays in order
+        return outcome
 
     def _take(
         self, sid: int, tp: TopicPartition, offsets: Iterable[int], ranges: Iterable[tuple[int, int]]

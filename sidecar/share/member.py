@@ -57,6 +57,10 @@ _ACK_TYPES = {
     Decision.RELEASE: AcknowledgeType.RELEASE,
     Decision.REJECT: AcknowledgeType.REJECT,
 }
+#: Whether this librdkafka can extend a record's lock (KIP-1222 RENEW): the day it can, ``extend`` works.
+CAN_RENEW = hasattr(AcknowledgeType, "RENEW")
+if CAN_RENEW:  # pragma: no cover - not in librdkafka yet
+    _ACK_TYPES[Decision.RENEW] = AcknowledgeType.RENEW  # type: ignore[attr-defined]
 _TERM_NAMES = {
     "share.record.lock.duration.ms": "lock_ms",
     "share.delivery.count.limit": "delivery_limit",
@@ -305,7 +309,8 @@ class _ConsumerLoop:
             key = (topic, partition, offset)
             if key not in outstanding:  # released here already (see _release_overdue)
                 continue
-            outstanding.discard(key)
+            if decision is not Decision.RENEW:  # a renewed record stays undecided
+                outstanding.discard(key)
             try:
                 acknowledge(topic, partition, offset, _ACK_TYPES[decision])
             except Exception as exc:  # IllegalStateException: no longer in flight in the client

@@ -30,6 +30,7 @@ class Decision(enum.Enum):
     ACCEPT = "accept"
     RELEASE = "release"
     REJECT = "reject"
+    RENEW = "renew"  # extend the lock; the record stays held (KIP-1222; only if the member can_renew)
 
 
 class Why(enum.Enum):

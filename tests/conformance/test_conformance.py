@@ -1,9 +1,10 @@
 """Conformance: every client library passes the same scenarios against the real sidecar and broker.
 
-Each scenario runs once per language. The driver starts the real daemon on the session's Tansu broker,
-puts a recording proxy between the app and the daemon (conformance_proxy.py), runs the language's
-conformance app (conformance_driver.py) and checks three things: what the app reports it received,
-what the client sent on the wire, and the group's committed offsets on the broker.
+Each scenario runs once per language. The driver starts the real daemon on the session's Tansu broker
+(Apache Kafka for the share-group scenario), puts a recording proxy between the app and the daemon
+(conformance_proxy.py), runs the language's conformance app (conformance_driver.py) and checks three
+things: what the app reports it received, what the client sent on the wire, and the group's committed
+offsets on the broker (for a share group: the acknowledgements the broker confirmed).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from conformance_driver import LANGUAGES, ConformanceApp, Delivery, ToolchainMis
 from conformance_proxy import RecordingProxy, StreamLog
 from e2e_support import wait_committed, wait_for
 from kafka_helpers import SidecarFactory, SidecarProcess, TopicFactory
+from share_support import SHARE_ENV, share_group
 from tls_support import Authority
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka
 from sidecar.devtools.embedded import EmbeddedBroker
 from sidecar.devtools.kafka_tools import ProduceReport, committed_offsets, produce, record_index
+from sidecar.ops.metrics import scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("lang", LANGUAGES)]
 
@@ -520,3 +524,59 @@ def _read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -
         consumer.close()
     assert len(out) == count, f"{len(out)} records in {topic}, expected {count}"
     return out
+
+
+def test_the_same_app_unchanged_consumes_from_a_share_group(
+    lang: str,
+    app_builds: AppBuilds,
+    kafka: ApacheKafka,
+    new_topic: TopicFactory,
+    group_id: str,
+    sidecar_factory: SidecarFactory,
+    tmp_path: Path,
+) -> None:
+    """SIDECAR_GROUP_TYPE=share on Apache Kafka: each client, unchanged, receives, nacks (the record comes
+    back with the broker's delivery count + 1) and acks; the broker confirms every acknowledgement."""
+    cmd = app_builds.command(lang)
+    topic = new_topic(2, bootstrap=kafka.bootstrap)
+    share_group(kafka.bootstrap, group_id)
+    produced = produce(kafka.bootstrap, topic, 20, partitions=2, headers=True)
+    sidecar = sidecar_factory(
+        topics=topic,
+        group_id=group_id,
+        bootstrap=kafka.bootstrap,
+        env={**SHARE_ENV, "SIDECAR_RETRY_BACKOFF_MS": "0"},
+    )
+    proxy = RecordingProxy(sidecar.grpc_address, "127.0.0.1:0")
+    app = ConformanceApp(lang, cmd, tmp_path / f"app-{lang}.log")
+    try:
+        app.do("connect", address=proxy.address, max_in_flight=50)
+        first = app.wait_records(20)
+        assert {(d.partition, d.offset) for d in first} == set(produced.records)
+        assert {d.delivery_attempt for d in first} == {1}
+        nacked = [d for d in first if d.offset == 0]
+        app.do("ack", ids=[d.id for d in first if d not in nacked])
+        app.do("nack", ids=[d.id for d in nacked])
+        app.do("flush")
+        again = app.wait_records(len(nacked), where=lambda d: d.delivery_attempt == 2)
+        assert sorted((d.partition, d.offset) for d in again) == sorted(
+            (d.partition, d.offset) for d in nacked
+        )
+        app.do("ack", ids=[d.id for d in again])
+        app.do("flush")
+        wait_for(
+            "every acknowledgement confirmed by the broker",
+            lambda: (
+                scrape(sidecar.http_address).get("kafka_sidecar_share_acks_confirmed_total", 0)
+                >= 20 + len(nacked)
+            ),
+            20,
+        )
+        values = scrape(sidecar.http_address)
+        assert values["kafka_sidecar_share_records_accepted_total"] == 20
+        assert values["kafka_sidecar_share_records_released_total{why=nacked}"] == len(nacked)
+        app.do("close")
+        assert app.finish() == 0
+    finally:
+        app.kill()
+        proxy.stop()
