@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sidecar.consumer import pipeline as pipeline_module
+from sidecar import pipeline_base as pipeline_module
 from sidecar.consumer.dispatcher import Dispatcher
 from sidecar.consumer.pipeline import Pipeline
 from sidecar.core.delivery import DeadLetter, Kind, Policy, Settlement

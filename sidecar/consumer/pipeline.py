@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from sidecar.consumer.dispatcher import Dispatcher
 from sidecar.consumer.handoff import Committed, Handoff, Offsets
@@ -26,15 +26,15 @@ from sidecar.core.records import AssignmentEvent, CommitPoint, Record, TopicPart
 from sidecar.core.settling import settle
 from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.ops import metrics
+from sidecar.pipeline_base import PipelineBase
 
 log = logging.getLogger(__name__)
 
 
 TIMER_PERIOD_S = 0.05  # how often leases, retries and dead-letter results are looked at
-DEAD_LETTER_RETRY_S = (1.0, 30.0)  # backoff between attempts to write a dead letter
 
 
-class Pipeline:
+class Pipeline(PipelineBase[Handoff]):
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -43,34 +43,15 @@ class Pipeline:
         revoke_grace_s: float,
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
+        super().__init__(dead_letters)
         self._dispatcher = dispatcher
         self._commit_interval_s = commit_interval_s
         self._revoke_grace_s = revoke_grace_s
-        self._dead_letters = dead_letters
-        self._dead_letter_failures = 0
         self._held: frozenset[TopicPartition] = frozenset()
-        self._sinks: dict[int, StreamSink] = {}
-        self._settled = asyncio.Event()  # set whenever acks arrive, for revoke and drain waits
-        self._handoff: Handoff | None = None
         self.joined = False
         self.epoch = 0  # the member's epoch of the last rebalance callback seen; stamps commits
-        self.member_stopped = asyncio.Event()
-        self.member_error: BaseException | None = None
-
-    def attach(self, handoff: Handoff) -> None:
-        self._handoff = handoff
-
-    @property
-    def handoff(self) -> Handoff:
-        assert self._handoff is not None, "attach() a Handoff first"
-        return self._handoff
 
     # -- app streams (called by the service) ----------------------------------------------------
-
-    @property
-    def app_streams(self) -> int:
-        """Connected app streams (readiness and logs)."""
-        return len(self._sinks)
 
     @property
     def credit(self) -> int:
@@ -183,14 +164,6 @@ class Pipeline:
         dispatcher.exhausted.clear()
         metrics.RECORDS_PARKED.set(dispatcher.parked_records)
 
-    def _write_dead_letter(self, letter: DeadLetter) -> None:
-        sink = self._dead_letters
-        assert sink is not None
-        try:
-            sink.write(letter, self._dead_letter_done)
-        except Exception as exc:  # a full queue (BufferError) or a refusal such as a record too large:
-            self._dead_letter_done(letter, exc)  # logged and tried again, never dropped
-
     def _retry_dead_letter(self, letter: DeadLetter) -> None:
         if self._dispatcher.dead_letter_moved(letter):
             r = letter.record
@@ -198,30 +171,11 @@ class Pipeline:
             return
         self._write_dead_letter(letter)
 
-    def _dead_letter_done(self, letter: DeadLetter, error: Exception | None) -> None:
-        r = letter.record
-        if error is None:
-            self._dead_letter_failures = 0
-            if self._dispatcher.dead_lettered(letter):
-                metrics.RECORDS_DEAD_LETTERED.inc()
-                log.warning("dead-lettered %s[%d]@%d: %s", r.topic, r.partition, r.offset, letter.reason)
-            self._settled.set()
-            self._pump()
-            return
-        # Never drop it: the record stays unacked (its commit waits) and the write is tried again.
-        self._dead_letter_failures += 1
-        low, high = DEAD_LETTER_RETRY_S
-        delay = min(high, low * 2 ** min(self._dead_letter_failures - 1, 10))
-        metrics.DEAD_LETTER_FAILURES.inc()
-        log.error(
-            "dead-letter write of %s[%d]@%d failed (%s); retrying in %.0fs",
-            r.topic,
-            r.partition,
-            r.offset,
-            error,
-            delay,
-        )
-        asyncio.get_running_loop().call_later(delay, self._retry_dead_letter, letter)
+    def _dead_lettered(self, letter: DeadLetter) -> bool:
+        return self._dispatcher.dead_lettered(letter)
+
+    def _keep_trying(self, letter: DeadLetter, error: Exception) -> bool:
+        return True  # never dropped: the record stays unacked (its commit waits) and is tried again
 
     def _broadcast(self, event: AssignmentEvent) -> None:
         for sink in list(self._sinks.values()):
@@ -281,10 +235,6 @@ class Pipeline:
     def on_commit_failed(self, tps: list[TopicPartition]) -> None:
         self._dispatcher.commit_failed(tps)
 
-    def on_member_stopped(self, error: BaseException | None) -> None:
-        self.member_error = error
-        self.member_stopped.set()
-
     # -- timers and shutdown --------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -335,17 +285,3 @@ class Pipeline:
             dispatcher.in_flight_records,
         )
         return self._points(dispatcher.watermarks())
-
-    async def _wait_settled(self, done: Callable[[], bool], timeout_s: float) -> float:
-        started = time.monotonic()
-        deadline = started + timeout_s
-        while not done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._settled.clear()
-            try:
-                await asyncio.wait_for(self._settled.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
-        return time.monotonic() - started

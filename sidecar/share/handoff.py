@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,6 +50,13 @@ class ShareHandoff:
         self.wanted = 0  # written by the loop after each pump: > 0 lets a settled consumer poll
         self.closing = False  # written by the loop at shutdown: settle, commit and close
         self.closed: asyncio.Future[None] = loop.create_future()
+        # Acquiring a record counts a delivery at the broker, so records are polled only for credit
+        # that is not covered yet: one consumer polls at a time (the turn), and what it handed over
+        # counts against ``wanted`` until the loop has taken it in (the loop's ``wanted`` then
+        # counts it as waiting).
+        self._turn = threading.Lock()
+        self._count = threading.Lock()
+        self._in_transit = 0
 
     @property
     def consumers(self) -> int:
@@ -59,7 +67,23 @@ class ShareHandoff:
     def group_terms(self, terms: GroupTerms) -> None:
         self._call(self._side.on_group_terms, terms)
 
+    def take_turn(self) -> bool:
+        """True when this consumer may poll now (call ``end_turn`` after): nobody else is polling and
+        the app streams want records that nothing polled already covers."""
+        if not self._turn.acquire(blocking=False):
+            return False
+        if self.closing or self.wanted - self._in_transit <= 0:
+            self._turn.release()
+            return False
+        return True
+
+    def end_turn(self) -> None:
+        self._turn.release()
+
     def records(self, consumer: int, records: list[Record]) -> None:
+        """Hand over what ``consumer`` polled (during its turn)."""
+        with self._count:
+            self._in_transit += len(records)
         self._call(self._side.on_records, consumer, records)
 
     def ack_failures(self, count: int, reason: str) -> None:
@@ -93,6 +117,11 @@ class ShareHandoff:
             self._loop.call_soon_threadsafe(fn, *args)
 
     # -- loop side --------------------------------------------------------------------------------
+
+    def taken_in(self, count: int) -> None:
+        """The loop has ``count`` handed-over records in its dispatcher (and in ``wanted``)."""
+        with self._count:
+            self._in_transit -= count
 
     def send(self, consumer: int, acks: list[Ack]) -> None:
         self._queues[consumer].put(acks)

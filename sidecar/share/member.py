@@ -10,10 +10,12 @@ consumer polls again in time however slow the app is.
 Each consumer's turn: apply the loop's decisions (``acknowledge_offset``); while records of its last
 poll are undecided, send what was decided with ``commit_async`` (releases at once, accepts at most
 every ``FLUSH_S``) and wait for more; once all are decided, poll again, but only while the app
-streams want records (``wanted``), so that no record is acquired (which counts a delivery) that no app
-would take. A consumer with nothing wanted for half the poll interval leaves the group
-(``unsubscribe``), since a member that does not fetch keeps its partitions from the others, and joins
-again when it is wanted.
+streams want records that nothing polled already covers, and one consumer at a time (see
+``ShareHandoff.take_turn``), so that few records are acquired (which counts a delivery) that no app
+would take. A poll may still return more than wanted: ``max.poll.records`` (500 here unless set) is a
+soft limit, and the broker returns whole producer batches. A consumer with nothing wanted for half
+the poll interval leaves the group (``unsubscribe``), since a member that does not fetch keeps its
+partitions from the others, and joins again when it is wanted.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ from sidecar.share.terms import Decision, hold_seconds
 
 log = logging.getLogger(__name__)
 
-POLL_TIMEOUT_S = 0.1
+POLL_TIMEOUT_S = 0.02  # a poll holds the turn (one consumer polls at a time): keep it short
 WAIT_S = 0.05  # how long a consumer waits for decisions before looking around again
 FLUSH_S = 0.1  # accepts of a partly decided poll are sent at most this often
 ANSWER_WAIT_S = 3.0  # after going quiet, how long answers to the last poll's acks are listened for
 SAFETY_S = 5.0  # a poll still undecided this long after its hold: the consumer releases it itself
 GROUP_TERMS_TIMEOUT_S = 10.0
+MAX_POLL_RECORDS = "500"  # records one poll acquires, unless KAFKA_MAX_POLL_RECORDS says (soft)
 
 _ACK_TYPES = {
     Decision.ACCEPT: AcknowledgeType.ACCEPT,
@@ -196,6 +199,7 @@ class ShareMember:
         conf: dict[str, object] = dict(self._config.kafka)
         conf["client.id"] = f"{conf.get('client.id', 'kafka-sidecar')}-{index}"
         conf["share.acknowledgement.mode"] = "explicit"
+        conf.setdefault("max.poll.records", MAX_POLL_RECORDS)
         conf["error_cb"] = self._events.on_error
         conf["logger"] = logging.getLogger("librdkafka")
         return ShareConsumer(conf)
@@ -217,6 +221,7 @@ class _ConsumerLoop:
         self.quiet = True  # not polling, and the broker has answered what was sent
         self.answers_until = 0.0  # while quiet, listen for answers to the last poll's acks until then
         self.flushed_at = 0.0
+        self.no_turn = False  # the last try found another consumer polling, or the demand covered
 
     def run(self) -> None:
         handoff, member, index = self.handoff, self.member, self.index
@@ -225,7 +230,7 @@ class _ConsumerLoop:
         while True:
             now = time.monotonic()
             member._turns[index] = now
-            waiting = bool(self.outstanding) or handoff.wanted <= 0 or handoff.closing
+            waiting = bool(self.outstanding) or handoff.wanted <= 0 or handoff.closing or self.no_turn
             urgent = self._apply(handoff.decisions(index, WAIT_S if waiting else 0.0))
             if self.outstanding:
                 self._flush(urgent)
@@ -251,23 +256,31 @@ class _ConsumerLoop:
                 self.subscribed = True
                 log.info("share consumer %d subscribed to %s", index, ",".join(topics))
             member._polling[index] = True
-            self._poll()
+            self.no_turn = not handoff.take_turn()
+            if self.no_turn:  # another consumer polls, or what was polled covers the demand
+                continue
+            try:
+                got = self._poll()
+            finally:
+                handoff.end_turn()
+            self.no_turn = not got  # nothing for this one: let the others have the turn for a while
 
-    def _poll(self) -> None:
+    def _poll(self) -> int:
+        """Poll once (during this consumer's turn); returns how many records it handed over."""
         try:
             messages = self.consumer.poll(POLL_TIMEOUT_S)
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if error is not None and error.code() == KafkaError._MAX_POLL_EXCEEDED:
                 log.info("share consumer %d was idle past max.poll.interval.ms: joining again", self.index)
-                return
+                return 0
             raise
         self.polled_at = time.monotonic()
         self.unsent = False
         if not self.member.joined.is_set():  # the broker answered (its configuration was not readable)
             self.member.joined.set()
         if not messages:
-            return
+            return 0
         records = self._records(messages)
         log.debug("share consumer %d: polled %d records", self.index, len(records))
         if records:
@@ -277,6 +290,7 @@ class _ConsumerLoop:
             self.handoff.records(self.index, records)
             if self.member.reach.troubled:
                 self.member.reach.contact()
+        return len(records)
 
     def _records(self, messages: Iterable[Message]) -> list[Record]:
         records = []

@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from sidecar.consumer.pipeline import DEAD_LETTER_RETRY_S, TIMER_PERIOD_S
+from sidecar.consumer.pipeline import TIMER_PERIOD_S
 from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
 from sidecar.core.records import AssignmentEvent, Record
 from sidecar.core.settling import settle
 from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.ops import metrics
+from sidecar.pipeline_base import PipelineBase
 from sidecar.share.dispatch import ShareDispatcher
 from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
 from sidecar.share.terms import Decision, hold_seconds
@@ -32,7 +33,7 @@ from sidecar.share.terms import Decision, hold_seconds
 log = logging.getLogger(__name__)
 
 
-class SharePipeline:
+class SharePipeline(PipelineBase[ShareHandoff]):
     def __init__(
         self,
         dispatcher: ShareDispatcher,
@@ -42,33 +43,15 @@ class SharePipeline:
         max_poll_s: float,
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
+        super().__init__(dead_letters)
         self._dispatcher = dispatcher
         self._max_attempts = max_attempts  # the sidecar's own limit (0: the group's alone)
         self._ack_timeout_s = ack_timeout_s
         self._max_poll_s = max_poll_s
-        self._dead_letters = dead_letters
-        self._dead_letter_failures = 0
-        self._sinks: dict[int, StreamSink] = {}
-        self._settled = asyncio.Event()
-        self._handoff: ShareHandoff | None = None
         self.held_by_member: Callable[[int], None] = lambda held: None
         self.terms = GroupTerms()
-        self.member_stopped = asyncio.Event()
-        self.member_error: BaseException | None = None
-
-    def attach(self, handoff: ShareHandoff) -> None:
-        self._handoff = handoff
-
-    @property
-    def handoff(self) -> ShareHandoff:
-        assert self._handoff is not None, "attach() a ShareHandoff first"
-        return self._handoff
 
     # -- what the service and the daemon read ---------------------------------------------------
-
-    @property
-    def app_streams(self) -> int:
-        return len(self._sinks)
 
     @property
     def credit(self) -> int:
@@ -165,44 +148,19 @@ class SharePipeline:
 
     # -- dead letters -----------------------------------------------------------------------------
 
-    def _write_dead_letter(self, letter: DeadLetter) -> None:
-        sink = self._dead_letters
-        assert sink is not None, "a share dispatcher dead-letters only with a dead-letter topic"
-        try:
-            sink.write(letter, self._dead_letter_done)
-        except Exception as exc:  # a full queue or a refusal: tried again while the hold lasts
-            self._dead_letter_done(letter, exc)
+    def _dead_lettered(self, letter: DeadLetter) -> bool:
+        return self._dispatcher.dead_lettered(letter)
 
-    def _dead_letter_done(self, letter: DeadLetter, error: Exception | None) -> None:
+    def _keep_trying(self, letter: DeadLetter, error: Exception) -> bool:
+        """Tried again while the record's hold lasts; then it is released (delivered again, not lost)."""
+        if self._dispatcher.dead_letter_failed(letter):
+            return True
         r = letter.record
-        if error is None:
-            self._dead_letter_failures = 0
-            if self._dispatcher.dead_lettered(letter):
-                metrics.RECORDS_DEAD_LETTERED.inc()
-                log.warning("dead-lettered %s[%d]@%d: %s", r.topic, r.partition, r.offset, letter.reason)
-            self._settled.set()
-            self._pump()
-            return
-        metrics.DEAD_LETTER_FAILURES.inc()
-        if not self._dispatcher.dead_letter_failed(letter):
-            log.error(
-                "dead-letter write of %s[%d]@%d failed (%s) until its hold ended: released to the group",
-                r.topic, r.partition, r.offset, error,
-            )  # fmt: skip
-            self._pump()
-            return
-        self._dead_letter_failures += 1
-        low, high = DEAD_LETTER_RETRY_S
-        delay = min(high, low * 2 ** min(self._dead_letter_failures - 1, 10))
         log.error(
-            "dead-letter write of %s[%d]@%d failed (%s); retrying in %.0fs",
-            r.topic,
-            r.partition,
-            r.offset,
-            error,
-            delay,
-        )
-        asyncio.get_running_loop().call_later(delay, self._write_dead_letter, letter)
+            "dead-letter write of %s[%d]@%d failed (%s) until its hold ended: released to the group",
+            r.topic, r.partition, r.offset, error,
+        )  # fmt: skip
+        return False
 
     # -- the consumers' side of the handoff -------------------------------------------------------
 
@@ -228,7 +186,8 @@ class SharePipeline:
         self._dispatcher.add(consumer, records)
         if not self._dispatcher.delivering:  # acquired while draining: straight back
             self._dispatcher.release_queued()
-        self._pump()
+        self._pump()  # publishes ``wanted`` with these counted as waiting ...
+        self.handoff.taken_in(len(records))  # ... before they stop counting as in transit
 
     def on_ack_failures(self, count: int, reason: str) -> None:
         metrics.SHARE_ACK_FAILURES.inc(count)
@@ -236,10 +195,6 @@ class SharePipeline:
             "the broker refused %d acknowledgements (%s): their locks had ended, so the group delivers "
             "them again", count, reason,
         )  # fmt: skip
-
-    def on_member_stopped(self, error: BaseException | None) -> None:
-        self.member_error = error
-        self.member_stopped.set()
 
     # -- timers and shutdown ----------------------------------------------------------------------
 
@@ -260,26 +215,18 @@ class SharePipeline:
         dispatcher = self._dispatcher
         dispatcher.stop_delivering()
         in_flight = dispatcher.in_flight_records
-        started = time.monotonic()
-        deadline = started + drain_timeout_s
-        while dispatcher.in_flight_records or dispatcher.dead_lettering:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._settled.clear()
-            try:
-                await asyncio.wait_for(self._settled.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
+        waited = await self._wait_settled(
+            lambda: not dispatcher.in_flight_records and not dispatcher.dead_lettering, drain_timeout_s
+        )
         if self._dead_letters is not None and self._dead_letters.pending:
-            self._dead_letters.flush(max(0.0, deadline - time.monotonic()))
+            self._dead_letters.flush(max(0.0, drain_timeout_s - waited))
             self._dead_letters.poll()
         unacked = dispatcher.in_flight_records
         released = dispatcher.release_all()
         self._pump()
         log.info(
             "drained in %.3fs: %d records were in flight, %d unacked; %d records released to the share group",
-            time.monotonic() - started, in_flight, unacked, released,
+            waited, in_flight, unacked, released,
         )  # fmt: skip
         handoff = self.handoff
         handoff.closing = True
