@@ -7,6 +7,13 @@ harness starts (``session_ms``; Kafka's own default for consumer groups is 45 s,
 broker). The CI set shortens the session timeout to 6 s for all (the minimum real Kafka accepts for
 classic members) and keeps everything else.
 
+Share groups (``sidecar-share``): each run's share group is configured before its first member joins
+(from the earliest records, with ``share_lock_ms`` and a delivery limit high enough that no record of
+the run is archived), and the broker gives share members ``session_ms``/``heartbeat_ms`` as it gives
+KIP-848 members. ``scale_*`` shape the scale-out scenario: more app workers than partitions, each
+worker slower per record than the producer's rate spread over six can bear, so that throughput
+shows how many workers really have work.
+
 Membership: the sidecars run as *static* members (POD_NAME as group.instance.id, kept across restarts,
 as a StatefulSet gives) on Apache Kafka, and as *dynamic* members on Tansu, whose static membership
 hangs a rolling restart (static members never expire there).
@@ -44,6 +51,18 @@ class Settings:
     settle_timeout_s: float = 180.0
     quiet_s: float = 3.0  # no rebalance for this long (and every partition owned) = settled
     drain_timeout_s: float = 240.0  # after the producer stops, for every record to arrive
+    workers: int = 1  # app processes (Consume streams) beside each sidecar
+    busy_s: float = 2.0  # app kill: the killed app is inside a batch this slow (records in flight)
+    # Share groups: the group's lock and delivery limit (set before its first member joins).
+    share_lock_ms: int = 30000  # Kafka's default
+    share_delivery_limit: int = 10  # above any redelivery a run causes: nothing is archived (= lost)
+    # The scale-out scenario: scale_workers app workers on scale_partitions partitions.
+    scale_partitions: int = 6
+    scale_workers: int = 12  # in all, spread evenly over the members
+    scale_rate: float = 600.0  # records/s: more than even twelve workers handle, so each is kept busy
+    scale_record_ms: float = 30.0  # handler time per record while scaling out (about 33 records/s each)
+    scale_batch: int = 10  # records a worker holds at most (its max in flight)
+    scale_window_s: float = 60.0  # how long the handlers are that slow (the measured window)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -76,4 +95,8 @@ CI = Settings(
     settle_timeout_s=45.0,
     quiet_s=1.5,
     drain_timeout_s=45.0,
+    busy_s=1.5,
+    scale_rate=300.0,
+    scale_record_ms=60.0,  # ~16 records/s per worker: 6 busy workers ~100/s, 12 ~200/s
+    scale_window_s=12.0,
 )
