@@ -355,3 +355,23 @@ def test_ci_run_scale_out_share_gives_every_one_of_12_workers_work_on_6_partitio
     top6 = sum(sorted(classic["records_per_worker"], reverse=True)[:6])
     assert top6 >= 0.9 * sum(classic["records_per_worker"]), classic["records_per_worker"]
     assert share["throughput_rps"] >= 1.5 * classic["throughput_rps"], (share, classic)
+
+
+@pytest.mark.integration
+def test_ci_run_one_slow_app_in_a_share_group_holds_its_records_only_for_a_while(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    results = run_all(
+        CI, [BY_NAME["slow-app"]], ["sidecar-share"], tmp_path, plots=False, bootstrap=kafka.bootstrap
+    )
+    figures = results["slow-app"]["sidecar-share"]["figures"]
+    assert figures["produced"] > 0
+    assert figures["lost"] == 0
+    assert (figures["evictions"], figures["rebalances"]) == (0, 0)
+    # The slow app's records come back at the hold's end and its pod's share consumers, wanted by no
+    # app, leave the group: its partitions go to the other pod long before the app is fast again (a
+    # consumer group would keep them waiting the whole window).
+    assert figures["longest_stall_s"] < CI.slow_app_window_s - 4, figures["longest_stall_s"]
+    assert figures["max_attempt"] >= 2
+    assert figures["share_accepted"] == figures["produced"]
+    assert figures["share_rejected"] == 0

@@ -17,7 +17,8 @@ an app, when, how often) and the members' rebalance log lines. Definitions:
 * **lost**: acknowledged records no handler received by the end (must be 0); **duplicates**: receipts
   beyond the first of a record. A handler notes a receipt before it acks, so a record received is one
   that an app had in hand; for a share group the run also counts what the sidecars ACCEPTed (the
-  records the group finished) and REJECTed (archived), from their metrics.
+  records the group finished) and REJECTed (archived), from their metrics, and its **lost** is the
+  larger of the records no handler received and the records produced but not ACCEPTed.
 * **throughput, records per worker** (``worker_figures``) and **redelivery after a kill**
   (``redelivery_figures``): see those functions.
 """

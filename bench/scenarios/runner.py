@@ -182,6 +182,11 @@ def run_variant(
         f.update(redelivery_figures(receipts, {w for w, _ in member.workers()}, kill_t))
     if share:
         f.update({f"share_{name}": int(value) for name, value in share_counts.items()})
+        # What the group finished is what was ACCEPTed (less what the broker refused: its lock had
+        # ended); a record received but then given up (REJECTed: archived) is lost all the same.
+        finished = f["share_accepted"] - f["share_ack_failures"]
+        f["share_unfinished"] = max(0, f["produced"] - finished)
+        f["lost"] = max(f["lost"], f["share_unfinished"])
     result.update(
         scenario=scenario.name,
         variant=variant,

@@ -43,9 +43,11 @@ class Stage:
         if not wait_until(member.ready, self.settings.ready_timeout_s):
             self.mark(f"{member.name} not ready after {self.settings.ready_timeout_s:.0f}s")
 
-    def slow(self, seconds_per_batch: float, for_s: float) -> None:
-        """Make every handler take ``seconds_per_batch`` for the next ``for_s`` seconds (see handler)."""
-        self._slow_flag.write_text(f"{seconds_per_batch} {time.time() + for_s:.3f}\n")
+    def slow(self, seconds_per_batch: float, for_s: float, member: Member | None = None) -> None:
+        """Make every handler (or only ``member``'s) take ``seconds_per_batch`` for the next ``for_s``
+        seconds (see handler)."""
+        flag = self._slow_flag if member is None else member.own_flag
+        flag.write_text(f"{seconds_per_batch} {time.time() + for_s:.3f}\n")
 
     def scale(self, record_s: float, for_s: float) -> None:
         """Make every handler take ``record_s`` per record of a batch for the next ``for_s`` seconds."""
@@ -119,6 +121,19 @@ def slow_handler(stage: Stage) -> None:
     stage.mark("handlers fast again")
 
 
+def slow_app(stage: Stage) -> None:
+    """One app slow, the others fast: do the slow app's partitions (or records) wait for it?
+
+    A consumer group keeps them with the slow member (no eviction, for a sidecar, but a stall as long as
+    the slowness); a share group gets them back at the hold's end and, once the slow pod's share
+    consumers stop asking, shares its partitions out to the others."""
+    s, member = stage.settings, stage.members[0]
+    stage.mark(f"{member.name}'s handler takes {s.slow_handler_s:g}s per batch")
+    stage.slow(s.slow_handler_s, s.slow_app_window_s, member)
+    stage.sleep(s.slow_app_window_s)
+    stage.mark(f"{member.name} fast again")
+
+
 def scale_out(stage: Stage) -> None:
     """Every worker busy (per record) for the window: throughput shows how many of them had work."""
     s = stage.settings
@@ -185,6 +200,14 @@ SCENARIOS = (
         "Every handler slower than max.poll.interval.ms for a while",
         slow_handler,
         "the same slow handler, on the polling thread",
+        slow=True,
+        variants=EVERY,
+    ),
+    Scenario(
+        "slow-app",
+        "One app slower than max.poll.interval.ms for a while, the others not",
+        slow_app,
+        "one consumer with that slow handler, on its polling thread",
         slow=True,
         variants=EVERY,
     ),

@@ -8,11 +8,10 @@ broker). The CI set shortens the session timeout to 6 s for all (the minimum rea
 classic members) and keeps everything else.
 
 Share groups (``sidecar-share``): each run's share group is configured before its first member joins
-(from the earliest records, with ``share_lock_ms`` and a delivery limit high enough that no record of
-the run is archived), and the broker gives share members ``session_ms``/``heartbeat_ms`` as it gives
-KIP-848 members. ``scale_*`` shape the scale-out scenario: more app workers than partitions, each
-worker slower per record than the producer's rate spread over six can bear, so that throughput
-shows how many workers really have work.
+(from the earliest records, with ``share_lock_ms`` and Kafka's delivery limit), and the broker gives
+share members ``session_ms``/``heartbeat_ms`` as it gives KIP-848 members. ``scale_*`` shape the
+scale-out scenario: more app workers than partitions, each slower per record than its share of the
+producer's rate, so that throughput shows how many workers really have work.
 
 Membership: the sidecars run as *static* members (POD_NAME as group.instance.id, kept across restarts,
 as a StatefulSet gives) on Apache Kafka, and as *dynamic* members on Tansu, whose static membership
@@ -43,6 +42,7 @@ class Settings:
     slow_max_poll_ms: int = 45000  # the slow-handler scenario (librdkafka wants it >= the session timeout)
     slow_handler_s: float = 50.0  # per batch while the handler is slow: longer than slow_max_poll_ms
     slow_window_s: float = 120.0  # how long the handler stays slow
+    slow_app_window_s: float = 120.0  # slow-app: how long the one app stays slow
     before_s: float = 10.0  # steady traffic before the first event
     after_s: float = 20.0  # traffic after the last event
     gap_s: float = 2.0  # pause between the steps of a rolling restart, after the member is ready
@@ -55,7 +55,9 @@ class Settings:
     busy_s: float = 2.0  # app kill: the killed app is inside a batch this slow (records in flight)
     # Share groups: the group's lock and delivery limit (set before its first member joins).
     share_lock_ms: int = 30000  # Kafka's default
-    share_delivery_limit: int = 10  # above any redelivery a run causes: nothing is archived (= lost)
+    # Kafka's default; the sidecar gives up at SIDECAR_MAX_DELIVERY_ATTEMPTS (5 too) if lower. A record
+    # given up is archived, never finished: the run counts it lost.
+    share_delivery_limit: int = 5
     # The scale-out scenario: scale_workers app workers on scale_partitions partitions.
     scale_partitions: int = 6
     scale_workers: int = 12  # in all, spread evenly over the members
@@ -87,6 +89,7 @@ CI = Settings(
     slow_max_poll_ms=6000,
     slow_handler_s=8.0,
     slow_window_s=9.0,
+    slow_app_window_s=20.0,  # long enough for a share pod's held partitions to move (about 10 s)
     before_s=2.0,
     after_s=3.0,
     gap_s=0.5,
