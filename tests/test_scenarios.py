@@ -215,6 +215,8 @@ def test_command_line_refuses_bad_input() -> None:
         main(["--members", "9"])
     with pytest.raises(SystemExit, match="Tansu has no share groups"):
         main(["--broker", "tansu", "--variant", "sidecar-share"])
+    with pytest.raises(SystemExit, match="nothing to run"):
+        main(["--only", "scale-out", "--variant", "baseline"])  # scale-out is n/a for plain consumers
 
 
 # -- the short run on a real broker ----------------------------------------------------------------

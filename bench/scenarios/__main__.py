@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--variant sidecar-kip848 needs Apache Kafka: Tansu has no KIP-848 groups")
     if tansu and "sidecar-share" in variants:
         raise SystemExit("--variant sidecar-share needs Apache Kafka: Tansu has no share groups")
+    if not any(v in scenario.variants for scenario in scenarios for v in variants):
+        names = ", ".join(s.name for s in scenarios)
+        raise SystemExit(f"nothing to run: {', '.join(variants)} means nothing in {names} (n/a)")
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-scenarios-"))
     try:
         results = run_all(
