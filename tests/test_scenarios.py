@@ -4,7 +4,10 @@ The CI run is the harness itself with the ``ci`` parameter set (2 members, 6 s s
 seconds of traffic per phase), the sidecars static and under both group protocols (classic and
 KIP-848): an app rolling restart and a sidecar rolling restart must cause no rebalance and lose
 nothing, and a handler slower than max.poll.interval.ms must get plain consumers evicted and the
-sidecars not. ``python -m bench.scenarios --full`` is the long version, on demand.
+sidecars not. The share-group sidecar (``sidecar-share``) runs where it means something: an app killed
+mid-batch gets its records back with a higher delivery count, a slow handler evicts nobody and its
+records come back, and 12 app workers on 6 partitions all get work (the classic sidecar keeps six
+busy). ``python -m bench.scenarios --full`` is the long version, on demand.
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ from pathlib import Path
 import pytest
 
 from bench.scenarios.__main__ import main, run_all
-from bench.scenarios.analysis import GroupEvent, Timeline, count_rebalances, rebalance_events, summarize
+from bench.scenarios.analysis import (
+    GroupEvent,
+    Timeline,
+    count_rebalances,
+    rebalance_events,
+    redelivery_figures,
+    summarize,
+    worker_figures,
+)
 from bench.scenarios.handler import Handler, Receipt, read_receipts
 from bench.scenarios.plot import plot_scenario
 from bench.scenarios.producer import Ack
-from bench.scenarios.report import table
+from bench.scenarios.report import table, work_table
 from bench.scenarios.scenarios import BY_NAME
 from bench.scenarios.settings import CI
 from sidecar.devtools.brokers.apache_kafka import ApacheKafka
@@ -109,6 +120,48 @@ def test_slow_handler_is_bounded_by_the_recovery_time(tmp_path: Path) -> None:
     ]
 
 
+def test_handler_flags_add_work_per_record_and_the_slowest_flag_counts(tmp_path: Path) -> None:
+    group, own = tmp_path / "slow", tmp_path / "own"
+    handler = Handler(tmp_path / "receipts", [group, own])
+    group.write_text("0 110 0.05\n")  # 50 ms per record until t=110
+    assert handler.slowness(100.0, 10) == pytest.approx(0.5)
+    assert handler.slowness(109.9, 10) == pytest.approx(0.1)  # bounded by the recovery time
+    own.write_text("2 103\n")  # this member alone: 2 s per batch until t=103
+    assert handler.slowness(100.0, 10) == 2.0
+    assert handler.slowness(104.0, 10) == pytest.approx(0.5)
+    own.write_text("1 2 3 4")  # not a flag
+    assert handler.slowness(104.0, 10) == pytest.approx(0.5)
+    handler.close()
+
+
+def test_worker_figures_count_throughput_in_the_window_and_work_per_worker() -> None:
+    receipts = [("w0", Receipt(float(t), 0, t, 1)) for t in range(10)]
+    receipts += [("w1", Receipt(5.5, 1, 0, 1)), ("w1", Receipt(6.5, 0, 3, 2))]  # 0@3 again: work, not new
+    figures = worker_figures(receipts, ["w0", "w1", "w2"], start=2.0, end=7.0)
+    assert figures["throughput_rps"] == pytest.approx(6 / 5)  # 0@2..0@6 and 1@0 first seen in [2, 7)
+    assert figures["records_per_worker"] == [5, 2, 0]
+    assert (figures["workers"], figures["workers_with_records"]) == (3, 2)
+
+
+def test_redelivery_figures_follow_the_batch_the_killed_worker_had_in_hand() -> None:
+    receipts = [
+        ("pod-0", Receipt(1.0, 0, 0, 1)),  # an earlier batch, acked
+        ("pod-0", Receipt(2.0, 0, 1, 1)),
+        ("pod-0", Receipt(2.0, 0, 2, 1)),  # the batch in hand at the kill (t=2.5)
+        ("pod-1", Receipt(2.2, 1, 0, 1)),
+        ("pod-1", Receipt(3.7, 0, 2, 2)),  # back, to the other pod, one delivery more
+        ("pod-0", Receipt(4.0, 0, 1, 2)),
+    ]
+    figures = redelivery_figures(receipts, {"pod-0"}, kill_t=2.5)
+    assert figures == {
+        "in_hand_at_kill": 2,
+        "redelivered_after_kill": 2,
+        "redelivery_s": 1.2,
+        "redelivered_attempts": [2],
+    }
+    assert redelivery_figures(receipts[:4], {"pod-0"}, 2.5)["redelivery_s"] is None
+
+
 def test_report_table_and_plot_from_a_synthetic_result(tmp_path: Path) -> None:
     acks = [Ack(float(i) / 10, i % 2, i // 2) for i in range(100)]
     receipts = [Receipt(a.t + 0.05, a.partition, a.offset, 1) for a in acks]
@@ -125,6 +178,28 @@ def test_report_table_and_plot_from_a_synthetic_result(tmp_path: Path) -> None:
     app_kill, slow = text.splitlines()[2:4]
     assert "| 0 / 0 " in app_kill
     assert "| 0 / - " in slow
+    # A scenario that means nothing for a variant that ran elsewhere shows "n/a" (not a figure).
+    share = dict(result)
+    share["figures"] = {
+        **result["figures"],
+        **worker_figures([], ["pod-0", "pod-1"], 0.0, 1.0),
+        **redelivery_figures(
+            [("pod-0", Receipt(1.0, 0, 0, 1)), ("pod-1", Receipt(2.0, 0, 0, 2))], {"pod-0"}, 1.5
+        ),
+        "max_attempt": 2,
+        "share_accepted": 100,
+    }
+    mixed = {
+        "app-rolling-restart": {"sidecar": result},
+        "app-kill": {"sidecar": result, "sidecar-share": share},
+    }
+    text = table(mixed)
+    assert text.splitlines()[0].startswith("scenario (sidecar / share) ")
+    assert "| 0 / n/a " in text.splitlines()[2]
+    work = work_table(mixed).splitlines()
+    assert "| n/a / 100" in work[3]  # accepted: a share group's figure only
+    assert "0.5 (#2)" in work[3]  # redelivered 0.5 s after the kill, on its second delivery
+    assert "0/2" in work[3]
     png = tmp_path / "plot.png"
     plot_scenario("synthetic", {"sidecar": result, "baseline": result}, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -138,6 +213,10 @@ def test_command_line_refuses_bad_input() -> None:
         main(["--only", "no-such-scenario"])
     with pytest.raises(SystemExit, match="--members 9 > 4 partitions"):
         main(["--members", "9"])
+    with pytest.raises(SystemExit, match="Tansu has no share groups"):
+        main(["--broker", "tansu", "--variant", "sidecar-share"])
+    with pytest.raises(SystemExit, match="nothing to run"):
+        main(["--only", "scale-out", "--variant", "baseline"])  # scale-out is n/a for plain consumers
 
 
 # -- the short run on a real broker ----------------------------------------------------------------
@@ -210,3 +289,91 @@ def test_ci_run_slow_handler_evicts_plain_consumers_and_not_the_sidecar(
     for variant in variants:
         assert figures[variant]["lost"] == 0, variant
         assert figures[variant]["produced"] > 0, variant
+
+
+# -- the share-group variant ----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_ci_run_app_kill_share_redelivers_what_the_app_had_with_a_higher_delivery_count(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    variants = ["sidecar", "sidecar-share"]
+    results = run_all(CI, [BY_NAME["app-kill"]], variants, tmp_path, plots=False, bootstrap=kafka.bootstrap)
+    for variant in variants:
+        figures = results["app-kill"][variant]["figures"]
+        assert figures["produced"] > 0, variant
+        assert figures["lost"] == 0, variant
+        assert figures["rebalances"] == 0, variant
+        assert figures["in_hand_at_kill"] >= 1, variant  # killed inside a batch
+        assert figures["redelivered_after_kill"] == figures["in_hand_at_kill"], variant
+        assert figures["redelivery_s"] is not None, variant
+        assert min(figures["redelivered_attempts"]) >= 2, variant
+    share = results["app-kill"]["sidecar-share"]["figures"]
+    # What the share group finished: every record produced, ACCEPTed once, none archived.
+    assert share["share_accepted"] == share["produced"]
+    assert share["share_rejected"] == 0
+    log = (Path(results["app-kill"]["sidecar-share"]["workdir"]) / "pod-0.sidecar.log").read_text()
+    assert "share group member" in log
+
+
+@pytest.mark.integration
+def test_ci_run_slow_handler_share_evicts_nobody_and_redelivers_the_slow_records(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    results = run_all(
+        CI, [BY_NAME["slow-handler"]], ["sidecar-share"], tmp_path, plots=False, bootstrap=kafka.bootstrap
+    )
+    figures = results["slow-handler"]["sidecar-share"]["figures"]
+    assert figures["produced"] > 0
+    assert figures["lost"] == 0
+    assert figures["evictions"] == 0
+    assert figures["rebalances"] == 0
+    # An 8 s handler outlasts the hold (6 s max.poll.interval.ms less a margin): its records are
+    # released and delivered again, the broker counting one delivery more.
+    assert figures["max_attempt"] >= 2
+    assert figures["duplicates"] >= 1
+    assert figures["share_accepted"] == figures["produced"]
+    assert figures["share_rejected"] == 0
+
+
+@pytest.mark.integration
+def test_ci_run_scale_out_share_gives_every_one_of_12_workers_work_on_6_partitions(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    variants = ["sidecar", "sidecar-share"]
+    results = run_all(CI, [BY_NAME["scale-out"]], variants, tmp_path, plots=True, bootstrap=kafka.bootstrap)
+    classic, share = (results["scale-out"][v]["figures"] for v in variants)
+    for figures in (classic, share):
+        assert figures["lost"] == 0
+        assert figures["workers"] == 12
+        assert figures["rebalances"] == 0
+    # Share: all 12 workers had work, each a fair share of it.
+    per = share["records_per_worker"]
+    assert share["workers_with_records"] == 12, per
+    assert min(per) >= 0.5 * sum(per) / len(per), per
+    assert share["share_accepted"] == share["produced"]
+    # Classic (partition order): six partitions keep at most six workers busy at a time.
+    top6 = sum(sorted(classic["records_per_worker"], reverse=True)[:6])
+    assert top6 >= 0.9 * sum(classic["records_per_worker"]), classic["records_per_worker"]
+    assert share["throughput_rps"] >= 1.5 * classic["throughput_rps"], (share, classic)
+
+
+@pytest.mark.integration
+def test_ci_run_one_slow_app_in_a_share_group_holds_its_records_only_for_a_while(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    results = run_all(
+        CI, [BY_NAME["slow-app"]], ["sidecar-share"], tmp_path, plots=False, bootstrap=kafka.bootstrap
+    )
+    figures = results["slow-app"]["sidecar-share"]["figures"]
+    assert figures["produced"] > 0
+    assert figures["lost"] == 0
+    assert (figures["evictions"], figures["rebalances"]) == (0, 0)
+    # The slow app's records come back at the hold's end and its pod's share consumers, wanted by no
+    # app, leave the group: its partitions go to the other pod long before the app is fast again (a
+    # consumer group would keep them waiting the whole window).
+    assert figures["longest_stall_s"] < CI.slow_app_window_s - 4, figures["longest_stall_s"]
+    assert figures["max_attempt"] >= 2
+    assert figures["share_accepted"] == figures["produced"]
+    assert figures["share_rejected"] == 0

@@ -9,7 +9,9 @@ Examples::
 
 The broker is a local Apache Kafka 4.x by default (``--broker tansu`` for the quick one, or
 ``--bootstrap`` of a cluster you have). Variants: the sidecar as a classic member, as a KIP-848 member
-(``sidecar-kip848``; not on Tansu, which lacks KIP-848) and the plain-consumer baseline.
+(``sidecar-kip848``; not on Tansu, which lacks KIP-848), the plain-consumer baseline, and the sidecar
+as a share-group member (``sidecar-share``, KIP-932: Apache Kafka 4.x only) in the scenarios where a
+share group has something to show (app kill, slow handler, scale-out); the table says "n/a" elsewhere.
 
 Prints progress on stderr, the side-by-side table on stdout, and writes report.json and one PNG per
 scenario to --out (default: a fresh temporary directory). Exit status 1 if a run failed or any record
@@ -29,7 +31,7 @@ from typing import Any
 from bench import exit_on_sigterm
 from bench.scenarios.brokers import BROKERS, start_broker
 from bench.scenarios.plot import plot_scenario
-from bench.scenarios.report import table, write_json
+from bench.scenarios.report import table, work_table, write_json
 from bench.scenarios.runner import VARIANTS, RunFailed, run_variant, say
 from bench.scenarios.scenarios import BY_NAME, SCENARIOS, Scenario
 from bench.scenarios.settings import CI, FULL, Settings
@@ -57,8 +59,11 @@ def run_all(
         else:
             say(f"broker {bootstrap}; results in {out_dir}")
         for scenario in scenarios:
+            applicable = [v for v in variants if v in scenario.variants]  # the others: "n/a"
+            if not applicable:
+                continue
             by_variant = results.setdefault(scenario.name, {})
-            for variant in variants:
+            for variant in applicable:
                 by_variant[variant] = run_variant(scenario, variant, settings, bootstrap, out_dir)
             if plots:
                 path = out_dir / f"{scenario.name}.png"
@@ -123,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     if settings.members > settings.partitions:
         raise SystemExit(f"--members {settings.members} > {settings.partitions} partitions: some would idle")
     scenarios = [BY_NAME[n] for n in args.only] if args.only else list(SCENARIOS)
-    variants = tuple(args.variant or (v for v in VARIANTS if not (tansu and v == "sidecar-kip848")))
+    apache_only = ("sidecar-kip848", "sidecar-share")
+    variants = tuple(args.variant or (v for v in VARIANTS if not (tansu and v in apache_only)))
     if tansu and "sidecar-kip848" in variants:
         raise SystemExit("--variant sidecar-kip848 needs Apache Kafka: Tansu has no KIP-848 groups")
+    if tansu and "sidecar-share" in variants:
+        raise SystemExit("--variant sidecar-share needs Apache Kafka: Tansu has no share groups")
+    if not any(v in scenario.variants for scenario in scenarios for v in variants):
+        names = ", ".join(s.name for s in scenarios)
+        raise SystemExit(f"nothing to run: {', '.join(variants)} means nothing in {names} (n/a)")
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="kafka-sidecar-scenarios-"))
     try:
         results = run_all(
@@ -141,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"FAILED: {exc}")
         return 1
     print(table(results))
+    print()
+    print(work_table(results))
     print(f"\nreport: {out_dir / 'report.json'}")
     lost = {(s, v) for s, by in results.items() for v, r in by.items() if r["figures"]["lost"]}
     notes = [f"{s}/{v}: {n}" for s, by in results.items() for v, r in by.items() for n in r["notes"]]

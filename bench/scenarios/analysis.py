@@ -15,7 +15,12 @@ an app, when, how often) and the members' rebalance log lines. Definitions:
 * **evictions**: rebalances in which a member's partitions were *lost* (the group moved on without it:
   ``max.poll.interval.ms`` or the session timeout ran out).
 * **lost**: acknowledged records no handler received by the end (must be 0); **duplicates**: receipts
-  beyond the first of a record.
+  beyond the first of a record. A handler notes a receipt before it acks, so a record received is one
+  that an app had in hand; for a share group the run also counts what the sidecars ACCEPTed (the
+  records the group finished) and REJECTed (archived), from their metrics, and its **lost** is the
+  larger of the records no handler received and the records produced but not ACCEPTed.
+* **throughput, records per worker** (``worker_figures``) and **redelivery after a kill**
+  (``redelivery_figures``): see those functions.
 """
 
 from __future__ import annotations
@@ -240,4 +245,56 @@ def summarize(
             "rate": rate,
             "duplicates": line.duplicate_series(receipts, settled_at, end),
         },
+    }
+
+
+def worker_figures(
+    receipts: Sequence[tuple[str, Receipt]], workers: Sequence[str], start: float, end: float
+) -> dict[str, Any]:
+    """Throughput and the share of work per app worker between ``start`` and ``end`` (the events).
+
+    **throughput**: distinct records that first reached a handler in the window, per second: with every
+    worker busy, it is what the workers that have work can do. **records per worker**: receipts (a
+    redelivery counts again: it is work) per worker in the window, in the order of ``workers``.
+    """
+    first: dict[tuple[int, int], float] = {}
+    per = dict.fromkeys(workers, 0)
+    for worker, r in receipts:
+        key = (r.partition, r.offset)
+        if key not in first or r.t < first[key]:
+            first[key] = r.t
+        if start <= r.t < end:
+            per[worker] = per.get(worker, 0) + 1
+    span = max(end - start, 1e-9)
+    new = sum(1 for t in first.values() if start <= t < end)
+    return {
+        "throughput_rps": round(new / span, 1),
+        "workers": len(per),
+        "workers_with_records": sum(1 for n in per.values() if n),
+        "records_per_worker": list(per.values()),
+    }
+
+
+def redelivery_figures(
+    receipts: Sequence[tuple[str, Receipt]], killed: set[str], kill_t: float
+) -> dict[str, Any]:
+    """What became of the batch the killed workers had in hand: each one's last batch before the kill
+    (a batch's receipts share one time), and which of its records were received again after it.
+
+    **redelivery_s**: from the kill to the first receipt again of a record in hand (None: none came
+    back); **redelivered_attempts**: the delivery attempts those receipts carried (the broker's delivery
+    count for a share group, the sidecar's count for a consumer group, always 1 for a plain consumer,
+    which cannot know).
+    """
+    last: dict[str, float] = {}
+    for w, r in receipts:
+        if w in killed and r.t <= kill_t:
+            last[w] = max(last.get(w, r.t), r.t)
+    in_hand = {(r.partition, r.offset) for w, r in receipts if w in last and r.t == last[w]}
+    again = [r for _, r in receipts if r.t > kill_t and (r.partition, r.offset) in in_hand]
+    return {
+        "in_hand_at_kill": len(in_hand),
+        "redelivered_after_kill": len({(r.partition, r.offset) for r in again}),
+        "redelivery_s": round(min(r.t for r in again) - kill_t, 2) if again else None,
+        "redelivered_attempts": sorted({r.attempt for r in again}),
     }

@@ -19,7 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", required=True, help="the sidecar's gRPC address")
     parser.add_argument("--receipts", required=True, type=Path, help="file to append receipts to")
-    parser.add_argument("--slow-flag", required=True, type=Path, help="while it exists: seconds per batch")
+    parser.add_argument(
+        "--slow-flag",
+        required=True,
+        type=Path,
+        action="append",
+        help="while it exists: seconds per batch (repeat it: the slowest flag counts)",
+    )
     parser.add_argument("--max-in-flight", type=int, default=100, help="records held unacked at most")
     args = parser.parse_args(argv)
     from kafka_sidecar_client import Consumer

@@ -2,7 +2,8 @@
 
 Apache Kafka's consumer groups under KIP-848 take their session timeout and heartbeat interval from the
 broker, so the node started here gets the same values the classic sidecars ask for themselves
-(``Settings.session_ms`` / ``heartbeat_ms``): the two protocols meet the same timeouts.
+(``Settings.session_ms`` / ``heartbeat_ms``): the two protocols meet the same timeouts. Share groups
+get the same from the broker too (their heartbeat also paces how soon a share member gets partitions).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from bench.scenarios.settings import Settings
-from sidecar.devtools.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts
+from sidecar.devtools.brokers.apache_kafka import ApacheKafka, consumer_group_timeouts, share_group_timeouts
 from sidecar.devtools.embedded import EmbeddedBroker
 
 BROKERS = ("kafka", "tansu")
@@ -26,7 +27,8 @@ def start_broker(
         return tansu.bootstrap, f"Tansu on {tansu.bootstrap}"
     node = ApacheKafka(
         workdir / "apache-kafka",
-        config=consumer_group_timeouts(settings.session_ms, settings.heartbeat_ms),
+        config=consumer_group_timeouts(settings.session_ms, settings.heartbeat_ms)
+        | share_group_timeouts(settings.session_ms, settings.heartbeat_ms),
     )
     stack.enter_context(node)
     return (

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--name", required=True, help="client.id")
     parser.add_argument("--receipts", required=True, type=Path)
-    parser.add_argument("--slow-flag", required=True, type=Path)
+    parser.add_argument("--slow-flag", required=True, type=Path, action="append", help="repeatable")
     parser.add_argument("--batch", type=int, default=100, help="records per consume() and handler call")
     parser.add_argument("--session-ms", type=int, default=45000, help="librdkafka's default: 45000")
     parser.add_argument("--heartbeat-ms", type=int, default=3000, help="librdkafka's default: 3000")

@@ -50,7 +50,7 @@ def plot_scenario(title: str, results: dict[str, dict[str, Any]], path: Path) ->
         lag_ax.set_title(
             f"{variant}: {figures['rebalances']} rebalances, {figures['evictions']} evictions, "
             f"{figures['lost']} lost, {figures['duplicates']} duplicates\n"
-            f"peak lag {figures['peak_lag']}, longest stall {figures['longest_stall_s']} s",
+            f"peak lag {figures['peak_lag']}, longest stall {figures['longest_stall_s']} s" + _work(figures),
         )
         rate_ax.plot(series["rate_t"], series["rate"], color="tab:blue", lw=1.6, label="new records/s")
         rate_ax.plot(series["rate_t"], series["duplicates"], color="tab:red", lw=1.4, label="duplicates/s")
@@ -69,6 +69,16 @@ def plot_scenario(title: str, results: dict[str, dict[str, Any]], path: Path) ->
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def _work(figures: dict[str, Any]) -> str:
+    """The title's work line: throughput during the events, and how many app workers had records."""
+    if "throughput_rps" not in figures:
+        return ""
+    return (
+        f"\n{figures['throughput_rps']} records/s during the events, "
+        f"{figures['workers_with_records']}/{figures['workers']} app workers with records"
+    )
 
 
 def _label_events(ax: Any, result: dict[str, Any], series: dict[str, Any]) -> None:

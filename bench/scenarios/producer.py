@@ -37,7 +37,8 @@ class SteadyProducer:
 
     def stop(self, flush_timeout_s: float = 30.0) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:  # never started: a run that failed before producing
+            self._thread.join(10)
         left = self._producer.flush(flush_timeout_s)
         if left:
             self.errors.append(f"{left} records not acknowledged after {flush_timeout_s}s")

@@ -7,6 +7,12 @@ harness starts (``session_ms``; Kafka's own default for consumer groups is 45 s,
 broker). The CI set shortens the session timeout to 6 s for all (the minimum real Kafka accepts for
 classic members) and keeps everything else.
 
+Share groups (``sidecar-share``): each run's share group is configured before its first member joins
+(from the earliest records, with ``share_lock_ms`` and Kafka's delivery limit), and the broker gives
+share members ``session_ms``/``heartbeat_ms`` as it gives KIP-848 members. ``scale_*`` shape the
+scale-out scenario: more app workers than partitions, each slower per record than its share of the
+producer's rate, so that throughput shows how many workers really have work.
+
 Membership: the sidecars run as *static* members (POD_NAME as group.instance.id, kept across restarts,
 as a StatefulSet gives) on Apache Kafka, and as *dynamic* members on Tansu, whose static membership
 hangs a rolling restart (static members never expire there).
@@ -36,6 +42,7 @@ class Settings:
     slow_max_poll_ms: int = 45000  # the slow-handler scenario (librdkafka wants it >= the session timeout)
     slow_handler_s: float = 50.0  # per batch while the handler is slow: longer than slow_max_poll_ms
     slow_window_s: float = 120.0  # how long the handler stays slow
+    slow_app_window_s: float = 120.0  # slow-app: how long the one app stays slow
     before_s: float = 10.0  # steady traffic before the first event
     after_s: float = 20.0  # traffic after the last event
     gap_s: float = 2.0  # pause between the steps of a rolling restart, after the member is ready
@@ -44,6 +51,20 @@ class Settings:
     settle_timeout_s: float = 180.0
     quiet_s: float = 3.0  # no rebalance for this long (and every partition owned) = settled
     drain_timeout_s: float = 240.0  # after the producer stops, for every record to arrive
+    workers: int = 1  # app processes (Consume streams) beside each sidecar
+    busy_s: float = 2.0  # app kill: the killed app is inside a batch this slow (records in flight)
+    # Share groups: the group's lock and delivery limit (set before its first member joins).
+    share_lock_ms: int = 30000  # Kafka's default
+    # Kafka's default; the sidecar gives up at SIDECAR_MAX_DELIVERY_ATTEMPTS (5 too) if lower. A record
+    # given up is archived, never finished: the run counts it lost.
+    share_delivery_limit: int = 5
+    # The scale-out scenario: scale_workers app workers on scale_partitions partitions.
+    scale_partitions: int = 6
+    scale_workers: int = 12  # in all, spread evenly over the members
+    scale_rate: float = 600.0  # records/s: more than even twelve workers handle, so each is kept busy
+    scale_record_ms: float = 30.0  # handler time per record while scaling out (about 33 records/s each)
+    scale_batch: int = 10  # records a worker holds at most (its max in flight)
+    scale_window_s: float = 60.0  # how long the handlers are that slow (the measured window)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -68,6 +89,7 @@ CI = Settings(
     slow_max_poll_ms=6000,
     slow_handler_s=8.0,
     slow_window_s=9.0,
+    slow_app_window_s=20.0,  # long enough for a share pod's held partitions to move (about 10 s)
     before_s=2.0,
     after_s=3.0,
     gap_s=0.5,
@@ -76,4 +98,8 @@ CI = Settings(
     settle_timeout_s=45.0,
     quiet_s=1.5,
     drain_timeout_s=45.0,
+    busy_s=1.5,
+    scale_rate=300.0,
+    scale_record_ms=60.0,  # ~16 records/s per worker: 6 busy workers ~100/s, 12 ~200/s
+    scale_window_s=12.0,
 )
