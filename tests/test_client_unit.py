@@ -170,6 +170,8 @@ def test_compress_offsets_into_ranges() -> None:
     assert compress([3, 1, 2]) == ([], [(1, 3)])
     assert compress([7, 1, 2, 3, 9, 10]) == ([7], [(1, 3), (9, 10)])
     assert compress([4, 4, 6, 8, 9]) == ([4, 6], [(8, 9)])
+    assert compress([3, 2, 3, 4]) == ([], [(2, 4)])  # one run, a repeat inside: still one range
+    assert compress(range(1000, 0, -1)) == ([], [(1, 1000)])
 
 
 def test_ack_buffer_groups_per_partition_in_one_request() -> None:
