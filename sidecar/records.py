@@ -20,6 +20,14 @@ class TopicPartition(NamedTuple):
         return f"{self.topic}[{self.partition}]"
 
 
+RECORD_BYTES = 64  # what a record pins besides its wire form and key: its size is these added up
+
+# A fresh record's delivery bookkeeping: attempt 1 next; the stream it is in flight on (0: none); when
+# its lease ends while in flight (0: no lease); a stream whose lease on it expired, to prefer another
+# one; when a stream it was on last ended and charged it an attempt; its ordering lane (set on intake).
+_UNDELIVERED = (1, 0, 0.0, 0, -1e18, None)
+
+
 class Record:
     """One Kafka record held by the sidecar until the app acks it.
 
@@ -81,13 +89,9 @@ class Record:
         self.header_count = len(headers) if headers else 0
         self.timestamp_ms = timestamp_ms
         self.timestamp_type = timestamp_type
-        self.attempt = 1
-        self.stream = 0  # the stream it is in flight on; 0 when not in flight
-        self.deadline = 0.0  # when its lease ends, while in flight (0: no lease)
-        self.avoid = 0  # a stream whose lease on it expired: prefer another one
-        self.ended_at = -1e18  # when a stream it was on last ended and charged it an attempt
-        self.lane: object = None
-        self.size = 64 + len(self.wire) + (len(key) if key else 0)  # the record object, wire and key
+        self.lane: object  # (typed here; set with the rest below)
+        self.attempt, self.stream, self.deadline, self.avoid, self.ended_at, self.lane = _UNDELIVERED
+        self.size = RECORD_BYTES + len(self.wire) + (len(key) if key else 0)
 
     @property
     def value(self) -> bytes | None:
@@ -138,6 +142,7 @@ def from_fetch(messages: Iterable[Fetched], on_error: Callable[[Any], None]) -> 
     append = records.append
     new = object.__new__
     encode = wire.encode
+    undelivered = _UNDELIVERED
     nbytes = 0
     for message in messages:
         error = message.error()
@@ -156,9 +161,10 @@ def from_fetch(messages: Iterable[Fetched], on_error: Callable[[Any], None]) -> 
         # TIMESTAMP_NOT_AVAILABLE (type 0): librdkafka gives -1, the contract says 0
         record.timestamp_ms = ts if ts_type else 0
         record.timestamp_type = ts_type
-        record.attempt, record.stream, record.deadline, record.avoid = 1, 0, 0.0, 0
-        record.ended_at, record.lane = -1e18, None
-        record.size = size = 64 + len(record.wire) + (len(key) if key else 0)
+        record.attempt, record.stream, record.deadline, record.avoid, record.ended_at, record.lane = (
+            undelivered
+        )
+        record.size = size = RECORD_BYTES + len(record.wire) + (len(key) if key else 0)
         nbytes += size
         append(record)
     return records, nbytes
