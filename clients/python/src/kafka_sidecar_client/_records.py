@@ -123,7 +123,11 @@ def records_from_batch(batch: sidecar_pb2.RecordBatch, epoch: int) -> list[Recor
 
 
 class _HeaderColumns:
-    """One partition's header columns of a batch, which its records read their headers from."""
+    """One partition's header columns of a batch, which its records read their headers from.
+
+    It holds the batch's message until every record of the partition has read its headers or is
+    gone: about the batch's size again, for the records an app keeps without reading their headers.
+    """
 
     __slots__ = ("_columns", "_pairs", "_starts")
 
