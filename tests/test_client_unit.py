@@ -15,6 +15,8 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kafka_sidecar_client._async as client_async
 from kafka_sidecar_client import AssignmentChange, AsyncConsumer, Consumer, Record, Rejection, SidecarError
@@ -168,6 +170,8 @@ def test_compress_offsets_into_ranges() -> None:
     assert compress([3, 1, 2]) == ([], [(1, 3)])
     assert compress([7, 1, 2, 3, 9, 10]) == ([7], [(1, 3), (9, 10)])
     assert compress([4, 4, 6, 8, 9]) == ([4, 6], [(8, 9)])
+    assert compress([3, 2, 3, 4]) == ([], [(2, 4)])  # one run, a repeat inside: still one range
+    assert compress(range(1000, 0, -1)) == ([], [(1, 1000)])
 
 
 def test_ack_buffer_groups_per_partition_in_one_request() -> None:
@@ -211,6 +215,43 @@ def test_batch_columns_keep_nulls_distinct_and_headers_with_their_record() -> No
         (0, 1, 4),
         (0, 1, 4),
     ]
+
+
+_blobs = st.one_of(st.none(), st.binary(max_size=20))
+_headers = st.one_of(st.none(), st.lists(st.tuples(st.text(max_size=5), _blobs), max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([("t", 0), ("t", 1), ("u", 0)]), _blobs, _blobs, _headers), max_size=10
+    ),
+    st.integers(min_value=0, max_value=3),
+)
+def test_every_field_of_every_record_comes_through_a_batch(
+    items: list[tuple[tuple[str, int], bytes | None, bytes | None, list[tuple[str, bytes | None]] | None]],
+    width: int,
+) -> None:
+    """Whatever the records (null and empty keys, values and header values; headers on some, on all
+    with as many, or on none), the client gets back each one as it was sent, headers as its own list."""
+    sent = []
+    for n, ((topic, partition), key, value, headers) in enumerate(items):
+        if width and headers is not None:  # often every record with as many headers: the fast path
+            headers = [(f"h{i}", value) for i in range(width)]
+        sent.append(record(partition, 100 + n, topic, 1 + n % 3, key=key, value=value, headers=headers,
+                           timestamp_ms=1_700_000_000_000 + n, timestamp_type=1))  # fmt: skip
+    got = records_from_batch(batch(*sent).records, epoch=2)
+    by_tp: dict[tuple[str, int], list[SidecarRecord]] = {}
+    for r in sent:
+        by_tp.setdefault((r.topic, r.partition), []).append(r)
+    expected = [
+        Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp_ms, r.attempt)
+        for group in by_tp.values()
+        for r in group
+    ]
+    assert [r._fields() for r in got] == [r._fields() for r in expected]
+    assert all(r._epoch == 2 for r in got)
+    assert len({id(r.headers) for r in got}) == len(got)
 
 
 @pytest.mark.parametrize(

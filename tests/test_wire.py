@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.api.responses import records_response
 from sidecar.core import wire
-from sidecar.core.records import Record
+from sidecar.core.records import Record, from_fetch
 
 Headers = list[tuple[str, bytes | None]] | None
 
@@ -100,3 +100,68 @@ def test_field_numbers_are_those_of_the_generated_code() -> None:
         fields[name].type in (fields[name].TYPE_BYTES, fields[name].TYPE_STRING)
         for name in ("keys", "values", "header_keys", "header_values")
     )
+
+
+SLOTS = [name for name in Record.__slots__ if name != "lane"]
+
+
+class FakeMessage:
+    """A fetched message as ``from_fetch`` reads it (confluent-kafka's ``Message`` methods)."""
+
+    def __init__(self, offset: int, content: Contents, ts: tuple[int, int], error: object = None) -> None:
+        self._offset, self._content, self._ts, self._error = offset, content, ts, error
+
+    def error(self) -> object:
+        return self._error
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 3
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._content[0]
+
+    def value(self) -> bytes | None:
+        return self._content[1]
+
+    def headers(self) -> Headers:
+        return self._content[2]
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._ts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(contents, st.sampled_from([(0, -1), (1, 1_700_000_000_000), (2, 5)]), st.booleans()),
+        max_size=8,
+    )
+)
+def test_records_from_a_fetch_are_those_made_one_by_one(
+    items: list[tuple[Contents, tuple[int, int], bool]],
+) -> None:
+    messages = [
+        FakeMessage(10 + i, c, ts, "broker down" if bad else None) for i, (c, ts, bad) in enumerate(items)
+    ]
+    errors: list[object] = []
+    records, nbytes = from_fetch(messages, errors.append)
+    expected = [
+        Record("t", 3, m.offset(), *m._content, m._ts[1] if m._ts[0] else 0, m._ts[0])
+        for m in messages
+        if m.error() is None
+    ]
+    assert errors == ["broker down"] * sum(bad for _, _, bad in items)
+    assert [[getattr(r, s) for s in SLOTS] for r in records] == [
+        [getattr(r, s) for s in SLOTS] for r in expected
+    ]
+    assert all(r.lane is None for r in records)
+    assert nbytes == sum(r.size for r in expected)
+    assert [(r.key, r.value, r.headers) for r in records] == [
+        (*m._content[:2], m._content[2] or []) for m in messages if m.error() is None
+    ]

@@ -49,22 +49,31 @@ def records_response(records: list[Record], ack_timeout_ms: int) -> bytes:
     the sidecar's largest cost per record.
 
     Each partition's number columns go through protobuf (bulk ``extend``s, then serialized); its bytes
-    columns are the records' wire fragments (``sidecar.core.wire``) joined after them, and the two messages
-    framed by hand around the result. Concatenated serialized messages are their merge, so the bytes
-    are copied once, here, instead of being parsed into the message and serialized out again.
+    columns are the records' wire fragments (``sidecar.core.wire``) placed after them, and the messages
+    framed by hand around the result. Concatenated serialized messages are their merge, so the record
+    bytes are copied once, by the one ``join`` at the end: the lengths the framing needs are summed
+    from the fragments, not taken from joined copies (at 1 KiB records, joining the body, then the
+    batch, then the response cost three copies of every value, most of the time spent here).
     """
     by_partition: dict[tuple[str, int], list[Record]] = {}
     for run in partition_runs(records):  # a batch is filled lane by lane: in runs
         by_partition.setdefault((run[0].topic, run[0].partition), []).extend(run)
-    parts = [_ACK_TIMEOUT_TAG, wire.varint(ack_timeout_ms)] if ack_timeout_ms else []
+    parts = [_RECORDS_TAG, b""]  # the batch's length goes in parts[1] once known
+    if ack_timeout_ms:
+        parts += (_ACK_TIMEOUT_TAG, wire.varint(ack_timeout_ms))
+    size = sum(map(len, parts[2:]))
     for (topic, partition), group in by_partition.items():
         columns = pb.PartitionRecords(topic=topic, partition=partition)
         _fill_columns(columns, group)
         head = columns.SerializeToString()
-        body = b"".join([r.wire for r in group])  # keys, values, header names and values
-        parts += (_PARTITIONS_TAG, wire.varint(len(head) + len(body)), head, body)
-    batch = b"".join(parts)
-    return b"".join((_RECORDS_TAG, wire.varint(len(batch)), batch))
+        fragments = [r.wire for r in group]  # keys, values, header names and values
+        length = len(head) + sum(map(len, fragments))
+        framing = _PARTITIONS_TAG + wire.varint(length)
+        parts += (framing, head)
+        parts += fragments
+        size += len(framing) + length
+    parts[1] = wire.varint(size)
+    return b"".join(parts)
 
 
 _RECORDS_TAG = wire.tag(pb.ConsumeResponse.RECORDS_FIELD_NUMBER)

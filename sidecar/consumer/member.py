@@ -27,7 +27,7 @@ from sidecar.consumer.fetching import FULL_WAIT_S, FetchControl
 from sidecar.consumer.handoff import Close, Commit, Committed, Handoff, Hold, Offsets
 from sidecar.consumer.lag import LagMonitor
 from sidecar.consumer.rebalance import RebalanceTracker, generation_of
-from sidecar.core.records import CommitPoint, Record, TopicPartition
+from sidecar.core.records import CommitPoint, TopicPartition, from_fetch
 from sidecar.kafka.client_events import ClientEvents, InstanceIdHeld
 from sidecar.kafka.reachability import Reachability
 from sidecar.ops import metrics
@@ -258,31 +258,7 @@ class GroupMember:
                 self._hand_over(messages)
 
     def _hand_over(self, messages: list[Message]) -> None:
-        records: list[Record] = []
-        append = records.append
-        nbytes = 0
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._events.on_message_error(error)
-                continue
-            ts_type, ts = message.timestamp()
-            if ts_type == 0:  # TIMESTAMP_NOT_AVAILABLE: librdkafka gives -1, the contract says 0
-                ts = 0
-            # Consumed messages always carry topic, partition and offset; the stubs type them as
-            # optional (for produced messages), and a cast per field would cost a call per record.
-            record = Record(
-                message.topic(),  # type: ignore[arg-type]
-                message.partition(),  # type: ignore[arg-type]
-                message.offset(),  # type: ignore[arg-type]
-                message.key(),
-                message.value(),
-                message.headers(),  # type: ignore[arg-type]
-                ts,
-                ts_type,
-            )
-            nbytes += record.size
-            append(record)
+        records, nbytes = from_fetch(messages, self._events.on_message_error)
         if records:
             metrics.RECORDS_RECEIVED.inc(len(records))
             self._handoff.records(records, nbytes)

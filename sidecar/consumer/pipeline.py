@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 TIMER_PERIOD_S = 0.05  # how often leases, retries and dead-letter results are looked at
+QUIET_COMMIT_S = 0.1  # quiet this long (nothing buffered, in flight or acked): commit now (_commit_due)
 
 
 class Pipeline(PipelineBase[Handoff]):
@@ -250,9 +251,10 @@ class Pipeline(PipelineBase[Handoff]):
             log.error("consumer did not close in time")
 
     async def run_commits(self) -> None:
-        """Commit moved watermarks every commit interval (asynchronously, on the poll thread)."""
+        """Commit moved watermarks every commit interval (asynchronously, on the poll thread), or
+        sooner once the sidecar is quiet (see ``_commit_due``)."""
         while True:
-            await asyncio.sleep(self._commit_interval_s)
+            await self._commit_due()
             offsets = self._dispatcher.commit_offsets()
             if offsets:
                 self.handoff.commit(self._points(offsets), self.epoch)
@@ -261,6 +263,21 @@ class Pipeline(PipelineBase[Handoff]):
                 self._held = held
                 metrics.HELD_PARTITIONS.set(len(held))
                 self.handoff.hold(held)
+
+    async def _commit_due(self) -> None:
+        """Wait one commit interval, or less once the sidecar has been quiet (nothing buffered or in
+        flight, and nothing acked) for ``QUIET_COMMIT_S``: the acks that end a burst are committed at
+        once rather than up to an interval later, while a steady stream still commits once an interval
+        (it is never that quiet). When nothing moved, the commit that follows sends nothing."""
+        dispatcher = self._dispatcher
+        deadline = time.monotonic() + self._commit_interval_s
+        released = -1  # records released as of the last look, while quiet; -1: not quiet then
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, QUIET_COMMIT_S))
+            quiet = not dispatcher.in_flight_records and not dispatcher.buffered_records
+            if quiet and dispatcher.released_records == released:
+                return
+            released = dispatcher.released_records if quiet else -1
 
     def _points(self, offsets: dict[TopicPartition, int]) -> Offsets:
         """Offsets with their commit metadata (acked offsets above each, when gap metadata is on)."""

@@ -28,6 +28,9 @@ def compress(offsets: Iterable[int]) -> tuple[list[int], list[tuple[int, int]]]:
     ordered = sorted(set(offsets))
     if not ordered:
         return singles, ranges
+    if ordered[-1] - ordered[0] == len(ordered) - 1:  # the usual: one run, without a walk over it
+        _emit(ordered[0], ordered[-1], singles, ranges)
+        return singles, ranges
     first = last = ordered[0]
     for offset in ordered[1:]:
         if offset == last + 1:

@@ -6,9 +6,9 @@ They are converted once, on arrival, so the app never touches protobuf objects a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import accumulate
 from typing import Any
 
 import grpc
@@ -29,8 +29,8 @@ class Record:
     at-least-once, so a record may be seen again and processing should tolerate duplicates.
     """
 
-    __slots__ = ("_epoch", "delivery_attempt", "headers", "key", "offset", "partition", "timestamp_ms",
-                 "topic", "value")  # fmt: skip
+    __slots__ = ("_epoch", "_header_index", "_headers", "delivery_attempt", "key", "offset", "partition",
+                 "timestamp_ms", "topic", "value")  # fmt: skip
 
     def __init__(
         self,
@@ -49,12 +49,29 @@ class Record:
         self.offset = offset
         self.key = key
         self.value = value
-        self.headers: _Headers = headers if headers is not None else []
+        self._headers: _Headers | _HeaderColumns = headers if headers is not None else []
+        self._header_index = 0
         self.timestamp_ms = timestamp_ms
         self.delivery_attempt = delivery_attempt
         # Which stream delivered the record: an ack is only meaningful on that stream, so acks of
         # records from an earlier (broken) stream are dropped by the client instead of being rejected.
         self._epoch = _epoch
+
+    @property
+    def headers(self) -> _Headers:
+        """The record's headers, ``(name, value)`` pairs in order (a list the app may change).
+
+        Taken from the batch on first use: many apps never look at headers, and making the lists
+        for every record was a quarter of the client's work per record.
+        """
+        headers = self._headers
+        if isinstance(headers, _HeaderColumns):
+            headers = self._headers = headers.of(self._header_index)
+        return headers
+
+    @headers.setter
+    def headers(self, headers: _Headers) -> None:
+        self._headers = headers
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.topic, self.partition, self.offset, self.key, self.value, self.headers,
@@ -74,8 +91,15 @@ class Record:
 
 
 def records_from_batch(batch: sidecar_pb2.RecordBatch, epoch: int) -> list[Record]:
-    """The records of a wire batch, column by column (see ``PartitionRecords`` in the contract)."""
+    """The records of a wire batch, column by column (see ``PartitionRecords`` in the contract).
+
+    This is most of the client's own work per record, so the records are made in one loop that sets
+    their slots (the same as ``Record(...)``, without a constructor call each), and their headers are
+    left in the batch's columns until the app asks for them (``Record.headers``).
+    """
     records: list[Record] = []
+    append = records.append
+    new = object.__new__
     for columns in batch.partitions:
         n = len(columns.offsets)
         problem = _malformed(columns, n)
@@ -84,19 +108,44 @@ def records_from_batch(batch: sidecar_pb2.RecordBatch, epoch: int) -> list[Recor
             raise SidecarError(grpc.StatusCode.INTERNAL, f"malformed record batch for {where}: {problem}")
         keys = _nullable(columns.keys, columns.null_keys)
         values = _nullable(columns.values, columns.null_values)
-        headers: Iterable[_Headers | None] = repeat(None, n)
-        if columns.header_counts:
-            header_values = _nullable(columns.header_values, columns.null_header_values)
-            pairs = list(zip(columns.header_keys, header_values, strict=True))
-            headers, start = [], 0
-            for count in columns.header_counts:
-                headers.append(pairs[start : start + count])
-                start += count
-        records += map(
-            Record, repeat(columns.topic, n), repeat(columns.partition, n), columns.offsets, keys, values,
-            headers, columns.timestamps_ms, columns.delivery_attempts, repeat(epoch, n),
-        )  # fmt: skip
+        headers = _HeaderColumns(columns)
+        topic, partition = columns.topic, columns.partition
+        for index, (offset, key, value, timestamp_ms, attempt) in enumerate(
+            zip(columns.offsets, keys, values, columns.timestamps_ms, columns.delivery_attempts, strict=True)
+        ):
+            record = new(Record)
+            record.topic, record.partition, record.offset = topic, partition, offset
+            record.key, record.value = key, value
+            record._headers, record._header_index = headers, index
+            record.timestamp_ms, record.delivery_attempt, record._epoch = timestamp_ms, attempt, epoch
+            append(record)
     return records
+
+
+class _HeaderColumns:
+    """One partition's header columns of a batch, which its records read their headers from.
+
+    It holds the batch's message until every record of the partition has read its headers or is
+    gone: about the batch's size again, for the records an app keeps without reading their headers.
+    """
+
+    __slots__ = ("_columns", "_pairs", "_starts")
+
+    def __init__(self, columns: sidecar_pb2.PartitionRecords) -> None:
+        self._columns = columns
+        self._pairs: list[tuple[str, bytes | None]] | None = None
+        self._starts: list[int] = []
+
+    def of(self, index: int) -> _Headers:
+        """Record ``index``'s headers, as a new list."""
+        columns = self._columns
+        if not columns.header_counts:
+            return []
+        if self._pairs is None:  # the first record asking: the columns, read once for all
+            values = _nullable(columns.header_values, columns.null_header_values)
+            self._pairs = list(zip(columns.header_keys, values, strict=True))
+            self._starts = list(accumulate(columns.header_counts, initial=0))
+        return self._pairs[self._starts[index] : self._starts[index + 1]]
 
 
 def _malformed(columns: sidecar_pb2.PartitionRecords, n: int) -> str | None:
@@ -119,7 +168,10 @@ def _malformed(columns: sidecar_pb2.PartitionRecords, n: int) -> str | None:
     return None
 
 
-def _nullable(column: Iterable[bytes], nulls: Iterable[int]) -> list[bytes | None]:
+def _nullable(column: Sequence[bytes], nulls: Sequence[int]) -> Sequence[bytes | None]:
+    """``column`` with ``None`` at the ``nulls`` indexes (the column itself when there are none)."""
+    if not nulls:
+        return column
     items: list[bytes | None] = list(column)
     for i in nulls:
         items[i] = None
