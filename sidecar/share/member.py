@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 
 from sidecar.config import Config
 from sidecar.consumer.lag import LagMonitor
-from sidecar.core.records import Record
+from sidecar.core.records import Record, from_fetch
 from sidecar.kafka.client_events import ClientEvents
 from sidecar.kafka.deadletter import producer_config
 from sidecar.kafka.reachability import Reachability
@@ -293,25 +293,11 @@ class _ConsumerLoop:
         return len(records)
 
     def _records(self, messages: Iterable[Message]) -> list[Record]:
-        records = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self.member._events.on_message_error(error)
-                continue
-            ts_type, ts = message.timestamp()
-            record = Record(
-                message.topic(),  # type: ignore[arg-type]
-                message.partition(),  # type: ignore[arg-type]
-                message.offset(),  # type: ignore[arg-type]
-                message.key(),
-                message.value(),
-                message.headers(),  # type: ignore[arg-type]
-                ts if ts_type else 0,
-                ts_type,
-            )
-            record.attempt = message.delivery_count() or 1
-            records.append(record)
+        """The records of a poll (as the classic member makes them), each with its delivery count."""
+        records, _ = from_fetch(messages, self.member._events.on_message_error)
+        counts = [m.delivery_count() for m in messages if m.error() is None]
+        for record, count in zip(records, counts, strict=True):
+            record.attempt = count or 1
         return records
 
     def _apply(self, acks: list[Ack]) -> bool:
