@@ -18,6 +18,8 @@ socket or 127.0.0.1) already keep the port inside the pod.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -130,12 +132,25 @@ class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _refusal(handler)
 
 
+_REFUSAL = (
+    "missing or wrong bearer token: send the metadata 'authorization: Bearer <token>' "
+    "(the token is in the sidecar's SIDECAR_GRPC_TOKEN_FILE)"
+)
+#: A streaming call is refused after its first message (or this long without one). A client writes its
+#: first message (an app's credit) as it opens the stream; refused before that write lands, grpc's
+#: Python client marks its own call INTERNAL ("Internal error from Core", grpc/grpc#36066) instead of
+#: reporting UNAUTHENTICATED.
+READ_BEFORE_REFUSING_S = 1.0
+
+
 async def _refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
-    await context.abort(
-        grpc.StatusCode.UNAUTHENTICATED,
-        "missing or wrong bearer token: send the metadata 'authorization: Bearer <token>' "
-        "(the token is in the sidecar's SIDECAR_GRPC_TOKEN_FILE)",
-    )
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSAL)
+
+
+async def _refuse_stream(_requests: Any, context: grpc.aio.ServicerContext) -> None:
+    with contextlib.suppress(Exception):  # none came, or the call ended: refuse all the same
+        await asyncio.wait_for(context.read(), READ_BEFORE_REFUSING_S)
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSAL)
 
 
 def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -145,9 +160,9 @@ def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         "response_serializer": handler.response_serializer,
     }
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(_refuse, **codec)
+        return grpc.stream_stream_rpc_method_handler(_refuse_stream, **codec)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(_refuse, **codec)
+        return grpc.stream_unary_rpc_method_handler(_refuse_stream, **codec)
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(_refuse, **codec)
     return grpc.unary_unary_rpc_method_handler(_refuse, **codec)
