@@ -257,7 +257,8 @@ class _ConsumerLoop:
                 log.info("share consumer %d subscribed to %s", index, ",".join(topics))
             member._polling[index] = True
             self.no_turn = not handoff.take_turn()
-            if self.no_turn:  # another consumer polls, or what was polled covers the demand
+            if self.no_turn:  # another consumer polls, or what was polled covers the demand:
+                self._flush(True)  # the last poll's decisions must not wait for this one's next poll
                 continue
             try:
                 got = self._poll()
