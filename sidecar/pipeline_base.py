@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic, Protocol, TypeVar
 
-from sidecar.core.delivery import DeadLetter
+from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.core.settling import Settles, settle
 from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.ops import metrics
 
@@ -21,13 +22,26 @@ DEAD_LETTER_RETRY_S = (1.0, 30.0)  # backoff between attempts to write a dead le
 
 H = TypeVar("H")
 
+
+class Dispatches(Settles, Protocol):
+    """What the shared part asks of either kind's dispatcher."""
+
+    def grant(self, sid: int, credit: int) -> None: ...
+    def tick(self) -> None: ...
+    @property
+    def credit(self) -> int: ...
+
+
+D = TypeVar("D", bound=Dispatches)
+
 log = logging.getLogger(__name__)
 
 
-class PipelineBase(Generic[H]):
+class PipelineBase(Generic[H, D]):
     """Sinks, the settled signal, the member's stop, the hand-off and dead-letter writes."""
 
-    def __init__(self, dead_letters: DeadLetterSink | None) -> None:
+    def __init__(self, dispatcher: D, dead_letters: DeadLetterSink | None) -> None:
+        self._dispatcher = dispatcher
         self._dead_letters = dead_letters
         self._dead_letter_failures = 0
         self._sinks: dict[int, StreamSink] = {}
@@ -48,6 +62,25 @@ class PipelineBase(Generic[H]):
     def app_streams(self) -> int:
         """Connected app streams (readiness and logs)."""
         return len(self._sinks)
+
+    @property
+    def credit(self) -> int:
+        """Records the connected app streams would take now (the progress watch asks)."""
+        return self._dispatcher.credit
+
+    def grant(self, sid: int, credit: int) -> None:
+        self._dispatcher.grant(sid, credit)
+
+    def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
+        """Apply a request's acks, nacks, extends and rejects; returns the rejected parts."""
+        self._dispatcher.tick()
+        rejections = settle(self._dispatcher, sid, items)
+        self._settled.set()
+        return rejections
+
+    def pump(self) -> None:
+        """Deliver what credit allows (after a request was applied)."""
+        self._pump()
 
     def on_member_stopped(self, error: BaseException | None) -> None:
         self.member_error = error

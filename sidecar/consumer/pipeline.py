@@ -16,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 from sidecar.consumer.dispatcher import Dispatcher
 from sidecar.consumer.handoff import Committed, Handoff, Offsets
 from sidecar.core import gaps
-from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.core.delivery import DeadLetter
 from sidecar.core.records import AssignmentEvent, CommitPoint, Record, TopicPartition
-from sidecar.core.settling import settle
 from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.ops import metrics
 from sidecar.pipeline_base import PipelineBase
@@ -35,7 +33,7 @@ TIMER_PERIOD_S = 0.05  # how often leases, retries and dead-letter results are l
 QUIET_COMMIT_S = 0.1  # quiet this long (nothing buffered, in flight or acked): commit now (_commit_due)
 
 
-class Pipeline(PipelineBase[Handoff]):
+class Pipeline(PipelineBase[Handoff, Dispatcher]):
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -44,8 +42,7 @@ class Pipeline(PipelineBase[Handoff]):
         revoke_grace_s: float,
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
-        super().__init__(dead_letters)
-        self._dispatcher = dispatcher
+        super().__init__(dispatcher, dead_letters)
         self._commit_interval_s = commit_interval_s
         self._revoke_grace_s = revoke_grace_s
         self._held: frozenset[TopicPartition] = frozenset()
@@ -53,11 +50,6 @@ class Pipeline(PipelineBase[Handoff]):
         self.epoch = 0  # the member's epoch of the last rebalance callback seen; stamps commits
 
     # -- app streams (called by the service) ----------------------------------------------------
-
-    @property
-    def credit(self) -> int:
-        """Records the connected app streams would take now (the progress watch asks)."""
-        return self._dispatcher.credit
 
     @property
     def parked(self) -> int:
@@ -86,20 +78,6 @@ class Pipeline(PipelineBase[Handoff]):
         self._settled.set()
         self._pump()
         return returned
-
-    def grant(self, sid: int, credit: int) -> None:
-        self._dispatcher.grant(sid, credit)
-
-    def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
-        """Apply a request's acks, nacks, extends and rejects; returns the rejected parts."""
-        self._dispatcher.tick()
-        rejections = settle(self._dispatcher, sid, items)
-        self._settled.set()
-        return rejections
-
-    def pump(self) -> None:
-        """Deliver what credit allows (after a request was applied)."""
-        self._pump()
 
     def _pump(self) -> None:
         dispatcher = self._dispatcher

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from sidecar.consumer.dispatch_state import DispatchState
 from sidecar.consumer.lanes import Lane, Partition
 from sidecar.core.delivery import Outcome, Rejection, RejectReason
-from sidecar.core.ranges import WALK_FACTOR, WALK_MIN, index_ranges, walk_ranges
+from sidecar.core.ranges import select
 from sidecar.core.records import Record, TopicPartition
 
 STALE_MEMORY = 10_000  # expired deliveries a stream remembers, to tell stale acks from unknown ones
@@ -93,18 +93,7 @@ class Streams:
             return outcome, records
         # Keyed by offset: a request may name an offset twice (a repeat, or overlapping ranges), and
         # each record must be taken out of flight once.
-        taken: dict[int, Record] = {}
-        missing_offsets = []
-        for offset in offsets:
-            record = in_flight.get(offset)
-            if record is None or record.stream != sid:
-                missing_offsets.append(offset)
-            else:
-                taken[offset] = record
-        if sum(last - first + 1 for first, last in ranges) <= WALK_FACTOR * len(in_flight) + WALK_MIN:
-            missing_ranges = walk_ranges(in_flight, sid, ranges, taken)
-        else:
-            missing_ranges = index_ranges(in_flight, sid, ranges, taken)
+        taken, missing_offsets, missing_ranges = select(in_flight, sid, offsets, ranges)
         records = list(taken.values())
         if remove and records:
             self.unlink(part, records, sid)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 
 from sidecar.consumer.pipeline import TIMER_PERIOD_S
-from sidecar.core.delivery import DeadLetter, Kind, Rejection, Settlement
+from sidecar.core.delivery import DeadLetter
 from sidecar.core.records import AssignmentEvent, Record
-from sidecar.core.settling import settle
 from sidecar.group import DeadLetterSink, StreamSink
 from sidecar.ops import metrics
 from sidecar.pipeline_base import PipelineBase
@@ -33,7 +32,7 @@ from sidecar.share.terms import Decision, hold_seconds
 log = logging.getLogger(__name__)
 
 
-class SharePipeline(PipelineBase[ShareHandoff]):
+class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
     def __init__(
         self,
         dispatcher: ShareDispatcher,
@@ -43,8 +42,7 @@ class SharePipeline(PipelineBase[ShareHandoff]):
         max_poll_s: float,
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
-        super().__init__(dead_letters)
-        self._dispatcher = dispatcher
+        super().__init__(dispatcher, dead_letters)
         self._max_attempts = max_attempts  # the sidecar's own limit (0: the group's alone)
         self._ack_timeout_s = ack_timeout_s
         self._max_poll_s = max_poll_s
@@ -52,10 +50,6 @@ class SharePipeline(PipelineBase[ShareHandoff]):
         self.terms = GroupTerms()
 
     # -- what the service and the daemon read ---------------------------------------------------
-
-    @property
-    def credit(self) -> int:
-        return self._dispatcher.credit
 
     @property
     def parked(self) -> int:
@@ -82,18 +76,6 @@ class SharePipeline(PipelineBase[ShareHandoff]):
         self._settled.set()
         self._pump()
         return released
-
-    def grant(self, sid: int, credit: int) -> None:
-        self._dispatcher.grant(sid, credit)
-
-    def settle(self, sid: int, items: Iterable[Settlement]) -> list[tuple[Rejection, Kind]]:
-        self._dispatcher.tick()
-        rejections = settle(self._dispatcher, sid, items)
-        self._settled.set()
-        return rejections
-
-    def pump(self) -> None:
-        self._pump()
 
     def _pump(self) -> None:
         dispatcher = self._dispatcher
