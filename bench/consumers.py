@@ -61,6 +61,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
             # The sidecar's group timings (Tansu makes every join wait half the session timeout).
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
+            "fetch.queue.backoff.ms": 20,  # the sidecar's default too (sidecar.config.kafka)
             **({"fetch.wait.max.ms": args.fetch_wait_ms} if args.fetch_wait_ms is not None else {}),
         }
     )

@@ -51,6 +51,7 @@ def test_defaults() -> None:
         "heartbeat.interval.ms": "3000",
         "auto.offset.reset": "earliest",
         "statistics.interval.ms": "5000",
+        "fetch.queue.backoff.ms": "20",
         "client.id": "kafka-sidecar",
     }
     assert not c.static_member
