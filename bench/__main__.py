@@ -5,7 +5,10 @@ tansu``; or a cluster of yours with ``--bootstrap``), and for each record size p
 measures, each run against that topic with a fresh consumer group:
 
 * ``direct``: a bare consumer reading every record's key, value and headers, committing every second
-  and at the end (the ceiling);
+  and at the end (the ceiling), with the one librdkafka setting the sidecar changes for throughput
+  (``fetch.queue.backoff.ms``), so that the ratio compares the two designs, not their tuning;
+* ``direct, untuned``: the same consumer with librdkafka's own setting, what a consumer written
+  without it gets (``--skip untuned`` leaves it out);
 * ``sidecar``: the real daemon plus an app (the Python client) acking every record;
 
 both timed the same way, from the first record at the consumer (the app) to the moment the broker
@@ -88,8 +91,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["throughput", "share", "latency", "memory", "per-message"],
-        help="leave a run out (share: the share-group runs; never on Tansu, which has no share groups)",
+        choices=["throughput", "share", "untuned", "latency", "memory", "per-message"],
+        help="leave a run out (share: the share-group runs, never on Tansu, which has no share groups; "
+        "untuned: the bare consumer with librdkafka's own fetch.queue.backoff.ms)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="bound of each consumer run, seconds")
     p.add_argument("--json", type=Path, help="also append the JSON line to this file")
@@ -141,10 +145,14 @@ def _size_run(bench: Bench, args: argparse.Namespace, bootstrap: str, size: int)
     sidecar: list[Race] = []
     share_direct: list[Race] = []
     share_sidecar: list[Race] = []
+    untuned: list[Race] = []
     for i in range(args.repeat):  # interleaved, so a slow spell of the machine hits all
         tag = f" ({i + 1}/{args.repeat})" if args.repeat > 1 else ""
         direct.append(bench.direct(topic, expected, args.timeout))
         _progress(f"{size} B direct{tag}: {direct[-1].rps:,.0f} records/s to all committed")
+        if "untuned" not in args.skip:
+            untuned.append(bench.direct(topic, expected, args.timeout, librdkafka_defaults=True))
+            _progress(f"{size} B direct, untuned{tag}: {untuned[-1].rps:,.0f} records/s to all committed")
         sidecar.append(bench.through_sidecar(topic, expected, args.timeout))
         _progress(f"{size} B sidecar{tag}: {sidecar[-1].rps:,.0f} records/s to all committed")
         if share is not None:
@@ -161,6 +169,10 @@ def _size_run(bench: Bench, args: argparse.Namespace, bootstrap: str, size: int)
         "ratio": round(s["rps"] / d["rps"], 3),
         "cpu_ratio": round(s["cpu_us_per_record"]["total"] / d["cpu_us_per_record"]["total"], 2),
     }
+    if untuned:
+        u = _median_race(untuned)
+        out["direct_untuned"] = u
+        out["ratio_vs_untuned"] = round(s["rps"] / u["rps"], 3)
     if share is not None:
         sd, ss = _median_race(share_direct), _median_race(share_sidecar)
         out["share"] = {
@@ -236,6 +248,15 @@ def table(result: dict[str, Any]) -> str:
     lines.append(
         "(rates to all committed, as the broker answers it; app/s: the app's own rate, to its last ack)"
     )
+    untuned = {size: r for size, r in result["sizes"].items() if "direct_untuned" in r}
+    if untuned:
+        lines.append(
+            "direct with librdkafka's own fetch.queue.backoff.ms (1 s), sidecar / it: "
+            + ", ".join(
+                f"{size} B {r['direct_untuned']['rps']:,}/s, {r['ratio_vs_untuned']}x"
+                for size, r in untuned.items()
+            )
+        )
     shares = {size: r["share"] for size, r in result["sizes"].items() if "share" in r}
     if shares:
         lines.append("share group (KIP-932), same topic: to every acknowledgement confirmed by the broker")

@@ -61,7 +61,9 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
             # The sidecar's group timings (Tansu makes every join wait half the session timeout).
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            "fetch.queue.backoff.ms": 20,  # the sidecar's default too (sidecar.config.kafka)
+            # The sidecar's default (sidecar.config.kafka), unless --librdkafka-defaults asks for
+            # librdkafka's own (1000 ms: the consumer idles whenever its prefetch queue was full).
+            **({} if args.librdkafka_defaults else {"fetch.queue.backoff.ms": 20}),
             **({"fetch.wait.max.ms": args.fetch_wait_ms} if args.fetch_wait_ms is not None else {}),
         }
     )
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     direct.add_argument("--topic", required=True)
     direct.add_argument("--group", required=True)
     direct.add_argument("--fetch-wait-ms", type=int, default=None, help="librdkafka fetch.wait.max.ms")
+    direct.add_argument(
+        "--librdkafka-defaults", action="store_true", help="without the sidecar's fetch.queue.backoff.ms"
+    )
     app = sub.add_parser("app")
     app.add_argument("--address", required=True)
     app.add_argument("--per-message", action="store_true")

@@ -231,8 +231,11 @@ class Bench:
 
     # -- throughput -----------------------------------------------------------------------------
 
-    def direct(self, topic: str, expected: dict[int, int], timeout: float) -> Race:
-        """A bare consumer reads everything and commits; timed to "all committed"."""
+    def direct(
+        self, topic: str, expected: dict[int, int], timeout: float, *, librdkafka_defaults: bool = False
+    ) -> Race:
+        """A bare consumer reads everything and commits; timed to "all committed". It is tuned as the
+        sidecar is (``fetch.queue.backoff.ms``) unless ``librdkafka_defaults``."""
         group = f"direct-{uuid.uuid4().hex[:8]}"
         records = sum(expected.values())
         watch = CommitWatch(self.bootstrap, group, topic, expected)
@@ -240,6 +243,7 @@ class Bench:
             p = self.consumer(
                 "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", group,
                 "--records", str(records), "--timeout", str(timeout),
+                *(["--librdkafka-defaults"] if librdkafka_defaults else []),
             )  # fmt: skip
             p.wait(timeout + 60)
             result = _checked(p, records)

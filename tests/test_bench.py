@@ -46,6 +46,8 @@ def test_bench_smoke(tmp_path: Path, kafka: ApacheKafka) -> None:
         assert set(direct["cpu_us_per_record"]) == {"consumer", "total"}
         assert all(v > 0 for v in sidecar["cpu_us_per_record"].values())
         assert direct["cpu_us_per_record"]["consumer"] > 0
+        assert size["direct_untuned"]["rps"] > 0
+        assert size["ratio_vs_untuned"] == round(sidecar["rps"] / size["direct_untuned"]["rps"], 3)
     assert result["per_message_rps"] > 0
     latency = result["latency"]
     assert latency["samples"] == 1000
