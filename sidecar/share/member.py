@@ -10,12 +10,13 @@ consumer polls again in time however slow the app is.
 Each consumer's turn: apply the loop's decisions (``acknowledge_offset``); while records of its last
 poll are undecided, send what was decided with ``commit_async`` (releases at once, accepts at most
 every ``FLUSH_S``) and wait for more; once all are decided, poll again, but only while the app
-streams want records that nothing polled already covers, and one consumer at a time (see
-``ShareHandoff.take_turn``), so that few records are acquired (which counts a delivery) that no app
-would take. A poll may still return more than wanted: ``max.poll.records`` (500 here unless set) is a
-soft limit, and the broker returns whole producer batches. A consumer with nothing wanted for half
-the poll interval leaves the group (``unsubscribe``), since a member that does not fetch keeps its
-partitions from the others, and joins again when it is wanted.
+streams want records that neither the polls under way (``max.poll.records`` each) nor what they
+handed over already cover (see ``ShareHandoff.take_turn``), so that few records are acquired (which
+counts a delivery) that no app would take. A poll may still return more than wanted:
+``max.poll.records`` (500 here unless set) is a soft limit, and the broker returns whole producer
+batches. A consumer with nothing wanted for half the poll interval leaves the group
+(``unsubscribe``), since a member that does not fetch keeps its partitions from the others, and joins
+again when it is wanted.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from sidecar.share.terms import Decision, hold_seconds
 
 log = logging.getLogger(__name__)
 
-POLL_TIMEOUT_S = 0.02  # a poll holds the turn (one consumer polls at a time): keep it short
+POLL_TIMEOUT_S = 0.02  # a poll covers demand while it lasts: keep it short
 WAIT_S = 0.05  # how long a consumer waits for decisions before looking around again
 FLUSH_S = 0.1  # accepts of a partly decided poll are sent at most this often
 ANSWER_WAIT_S = 3.0  # after going quiet, how long answers to the last poll's acks are listened for
@@ -200,6 +201,7 @@ class ShareMember:
         conf["client.id"] = f"{conf.get('client.id', 'kafka-sidecar')}-{index}"
         conf["share.acknowledgement.mode"] = "explicit"
         conf.setdefault("max.poll.records", MAX_POLL_RECORDS)
+        self._handoff.poll_records = int(str(conf["max.poll.records"]))
         conf["error_cb"] = self._events.on_error
         conf["logger"] = logging.getLogger("librdkafka")
         return ShareConsumer(conf)
@@ -222,6 +224,7 @@ class _ConsumerLoop:
         self.answers_until = 0.0  # while quiet, listen for answers to the last poll's acks until then
         self.flushed_at = 0.0
         self.no_turn = False  # the last try found another consumer polling, or the demand covered
+        self.seen = 0  # the handoff's generation when it last looked for a turn
 
     def run(self) -> None:
         handoff, member, index = self.handoff, self.member, self.index
@@ -230,8 +233,14 @@ class _ConsumerLoop:
         while True:
             now = time.monotonic()
             member._turns[index] = now
-            waiting = bool(self.outstanding) or handoff.wanted <= 0 or handoff.closing or self.no_turn
-            urgent = self._apply(handoff.decisions(index, WAIT_S if waiting else 0.0))
+            if self.outstanding or handoff.closing:  # decisions for its records are what it waits for
+                acks = handoff.decisions(index, WAIT_S)
+            else:
+                if self.no_turn or handoff.wanted <= 0:  # until a turn ends or the demand grows
+                    handoff.wait_turn(self.seen, WAIT_S)
+                acks = handoff.decisions(index, 0.0)
+            self.seen = handoff.generation  # before the looks below that may find no turn
+            urgent = self._apply(acks)
             if self.outstanding:
                 self._flush(urgent)
                 self._release_overdue(now)
@@ -264,6 +273,7 @@ class _ConsumerLoop:
                 got = self._poll()
             finally:
                 handoff.end_turn()
+                self.seen = handoff.generation  # its own turn's end does not wake it
             self.no_turn = not got  # nothing for this one: let the others have the turn for a while
 
     def _poll(self) -> int:
