@@ -48,6 +48,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     """A bare consumer doing what the sidecar does for the app: read key, value, headers; commit."""
     from confluent_kafka import Consumer, KafkaException
 
+    from sidecar.config.kafka import FETCH_QUEUE_BACKOFF_MS
     from sidecar.consumer.member import consume_available
 
     cpu_start = cpu_seconds()
@@ -61,9 +62,9 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
             # The sidecar's group timings (Tansu makes every join wait half the session timeout).
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            # The sidecar's default (sidecar.config.kafka), unless --librdkafka-defaults asks for
-            # librdkafka's own (1000 ms: the consumer idles whenever its prefetch queue was full).
-            **({} if args.librdkafka_defaults else {"fetch.queue.backoff.ms": 20}),
+            # The sidecar's default, unless --librdkafka-defaults asks for librdkafka's own (1000 ms:
+            # the consumer idles whenever its prefetch queue was full).
+            **({} if args.librdkafka_defaults else {"fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS}),
             **({"fetch.wait.max.ms": args.fetch_wait_ms} if args.fetch_wait_ms is not None else {}),
         }
     )

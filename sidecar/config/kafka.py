@@ -19,6 +19,12 @@ from sidecar.config.naming import (
 from sidecar.config.settings import BY_FIELD
 from sidecar.config.values import check_kafka_name, whole
 
+# When librdkafka's prefetch queue passes queued.max.messages.kbytes it waits this long before it
+# fetches that partition again: 1000 ms by default, so whenever the app is slower than the fetch (the
+# queue fills; the backlog is the sidecar's own limit) every partition went quiet for a second once
+# the queue had drained. At 1 KiB records that halved the sidecar's throughput.
+FETCH_QUEUE_BACKOFF_MS = "20"
+
 # librdkafka properties the sidecar sets unless the environment does.
 _KAFKA_DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
@@ -29,11 +35,7 @@ _KAFKA_DEFAULTS = {
     "auto.offset.reset": "earliest",
     # librdkafka statistics feed kafka_consumer_lag (0 turns them, and the lag metric, off).
     "statistics.interval.ms": "5000",
-    # When librdkafka's prefetch queue passes queued.max.messages.kbytes it waits this long before it
-    # fetches that partition again: 1000 ms by default, so whenever the app is slower than the fetch
-    # (the queue fills; the backlog is the sidecar's own limit) every partition went quiet for a
-    # second once the queue had drained. At 1 KiB records that halved the sidecar's throughput.
-    "fetch.queue.backoff.ms": "20",
+    "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
 }
 # Rejected by librdkafka with group.protocol=consumer (KIP-848): the broker owns them.
 _CLASSIC_ONLY = {

@@ -58,11 +58,11 @@ class ShareHandoff:
         # fast one as many as it can take. (One poll at a time always held a 1 KiB stream to
         # 40k records/s: a share poll takes 10-15 ms here.)
         self.poll_records = 500  # the member sets its max.poll.records
-        self._count = threading.Lock()
         self._in_transit = 0
         self._polling = 0
         # A consumer that may not poll now (the demand is covered) sleeps until a turn ends or the
-        # demand grows: ``generation`` counts those moments (it slept a fixed 50 ms before).
+        # demand grows: ``generation`` counts those moments (it slept a fixed 50 ms before). The
+        # condition's lock guards all of the turn's counts.
         self._changed = threading.Condition()
         self.generation = 0
 
@@ -78,7 +78,7 @@ class ShareHandoff:
     def take_turn(self) -> bool:
         """True when this consumer may poll now (call ``end_turn`` after): the app streams want
         records that neither the polls under way nor what they handed over already cover."""
-        with self._count:
+        with self._changed:
             covered = self._in_transit + self._polling * self.poll_records
             if self.closing or self._wanted - covered <= 0:
                 return False
@@ -86,9 +86,9 @@ class ShareHandoff:
             return True
 
     def end_turn(self) -> None:
-        with self._count:
+        with self._changed:
             self._polling -= 1
-        self._bump()
+            self._bump()
 
     def wait_turn(self, seen: int, timeout: float) -> None:
         """Sleep until a turn ended or the demand grew since ``generation`` was ``seen`` (at most
@@ -97,13 +97,13 @@ class ShareHandoff:
             self._changed.wait_for(lambda: self.generation != seen, timeout)
 
     def _bump(self) -> None:
-        with self._changed:
-            self.generation += 1
-            self._changed.notify_all()
+        """A turn ended or the demand grew (call holding ``_changed``): wake who waits for one."""
+        self.generation += 1
+        self._changed.notify_all()
 
     def records(self, consumer: int, records: list[Record]) -> None:
         """Hand over what ``consumer`` polled (during its turn)."""
-        with self._count:
+        with self._changed:
             self._in_transit += len(records)
         self._call(self._side.on_records, consumer, records)
 
@@ -146,14 +146,16 @@ class ShareHandoff:
 
     @wanted.setter
     def wanted(self, count: int) -> None:
-        grew = count > self._wanted
-        self._wanted = count
-        if grew and count > 0:
-            self._bump()
+        if count > max(self._wanted, 0):  # more wanted: a refused consumer may poll now
+            with self._changed:
+                self._wanted = count
+                self._bump()
+        else:
+            self._wanted = count
 
     def taken_in(self, count: int) -> None:
         """The loop has ``count`` handed-over records in its dispatcher (and in ``wanted``)."""
-        with self._count:
+        with self._changed:
             self._in_transit -= count
 
     def send(self, consumer: int, acks: list[Ack]) -> None:

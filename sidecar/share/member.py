@@ -123,6 +123,8 @@ class ShareMember:
         self.reach = Reachability(str(config.kafka.get("bootstrap.servers", "")))
         self._events = ClientEvents(self.reach, LagMonitor(lambda: (), 1.0))
         self._max_poll_s = int(config.kafka.get("max.poll.interval.ms", "300000")) / 1000
+        self._max_poll_records = str(config.kafka.get("max.poll.records", MAX_POLL_RECORDS))
+        handoff.poll_records = int(self._max_poll_records)
         self.hold_s = self._max_poll_s  # until the group's lock is known
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"kafka-share-{i}", daemon=True)
@@ -200,8 +202,7 @@ class ShareMember:
         conf: dict[str, object] = dict(self._config.kafka)
         conf["client.id"] = f"{conf.get('client.id', 'kafka-sidecar')}-{index}"
         conf["share.acknowledgement.mode"] = "explicit"
-        conf.setdefault("max.poll.records", MAX_POLL_RECORDS)
-        self._handoff.poll_records = int(str(conf["max.poll.records"]))
+        conf["max.poll.records"] = self._max_poll_records
         conf["error_cb"] = self._events.on_error
         conf["logger"] = logging.getLogger("librdkafka")
         return ShareConsumer(conf)
