@@ -1,7 +1,7 @@
 """The processes the benchmark races: a bare confluent-kafka consumer and an app behind the sidecar.
 
 Each runs in its own process (as it would in production) and prints one JSON line when done:
-``{"count": N, "first": t, "last": t, "cpu_s": c, "latencies_ms": [...]}`` with wall-clock seconds, so
+``{"count": N, "first": t, "last": t, "cpu_s": c, "latencies_ms": {key: ms}}`` with wall-clock seconds, so
 the driver can compare processes on one machine. ``first`` is when the first record arrived and
 ``last`` when the last one was finished (read and committed for ``direct``, acked for the apps);
 ``cpu_s`` is the process's CPU time (all its threads, librdkafka's included) from just before it
@@ -13,7 +13,9 @@ Usage::
     python -m bench.consumers app --address A --records N [--per-message] [--latency] [--delay-ms D]
 
 With ``--latency`` each record's header ``t`` (the producer's ``time.time_ns()``) is subtracted from
-the receipt time; with ``--delay-ms`` the app sleeps that long per batch (a slow app, for memory).
+the receipt time, reported by the record's key (the producer numbers them), so that the driver can
+pair the two consumers' figures record by record; with ``--delay-ms`` the app sleeps that long per
+batch (a slow app, for memory).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     )
     consumer.subscribe([args.topic])
     count, first, last_commit = 0, 0.0, time.monotonic()
-    latencies: list[float] = []
+    latencies: dict[str, float] = {}
     nbytes = 0
     deadline = time.monotonic() + args.timeout
     while count < args.records and time.monotonic() < deadline:
@@ -91,8 +93,8 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
             nbytes += (len(key) if key else 0) + (len(value) if value else 0)
             if args.latency:
                 ms = _latency_ms(headers, now_ns)
-                if ms is not None:
-                    latencies.append(ms)
+                if ms is not None and key is not None:
+                    latencies[key.decode()] = ms
             count += 1
     consumer.commit(asynchronous=False)
     last = time.time()
@@ -113,7 +115,7 @@ async def run_app(args: argparse.Namespace) -> dict[str, Any]:
     from kafka_sidecar_client import AsyncConsumer
 
     count, first = 0, 0.0
-    latencies: list[float] = []
+    latencies: dict[str, float] = {}
     nbytes = 0
     cpu_start = cpu_seconds()
     async with AsyncConsumer(args.address, max_in_flight=args.max_in_flight) as consumer:
@@ -129,8 +131,8 @@ async def run_app(args: argparse.Namespace) -> dict[str, Any]:
                 nbytes += (len(r.key) if r.key else 0) + (len(r.value) if r.value else 0)
                 if args.latency:
                     ms = _latency_ms(r.headers, now_ns)
-                    if ms is not None:
-                        latencies.append(ms)
+                    if ms is not None and r.key is not None:
+                        latencies[r.key.decode()] = ms
                 if args.per_message:  # one ack per request: the shape of per-message delivery
                     consumer.ack(r)
                     await consumer.flush()

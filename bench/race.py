@@ -33,6 +33,10 @@ SESSION_TIMEOUT_MS = "6000"
 # Tansu answers a fetch only when fetch.wait.max.ms (500 by default) runs out, even when data is
 # there, which would swamp the latency figures; on Tansu both consumers of the latency run use this.
 LATENCY_FETCH_WAIT_MS = "100"
+# Seconds of records produced at the latency run's rate before its clock starts, read by both
+# consumers but not measured: a broker just started (a cold JVM) delays the first seconds by up to a
+# second, which is the broker's latency, not either consumer's.
+LATENCY_WARMUP_S = 5.0
 
 
 @dataclass
@@ -43,7 +47,7 @@ class Result:
     first: float
     last: float
     cpu_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: dict[str, float] = field(default_factory=dict)  # by record key (--latency)
 
     @property
     def rps(self) -> float:
@@ -156,7 +160,7 @@ class Process:
         if not lines:
             raise RuntimeError(f"{self.name} printed no result; log:\n{self.log_tail()}")
         data = json.loads(lines[-1])
-        return Result(data["count"], data["first"], data["last"], data["cpu_s"], data.get("latencies_ms", []))
+        return Result(data["count"], data["first"], data["last"], data["cpu_s"], data.get("latencies_ms", {}))
 
     def peak_rss_mb(self) -> float:
         """VmHWM: the most resident memory the process ever had."""
@@ -288,6 +292,7 @@ class Bench:
     def latency(self, topic: str, rate: int, seconds: float, partitions: int) -> tuple[Result, Result]:
         """Produce at ``rate`` for ``seconds`` while a bare consumer and the sidecar's app both read."""
         total = int(rate * seconds)
+        warmup = int(rate * LATENCY_WARMUP_S)
         direct_group, sidecar_group = (
             f"lat-direct-{uuid.uuid4().hex[:6]}",
             f"lat-sidecar-{uuid.uuid4().hex[:6]}",
@@ -296,7 +301,7 @@ class Bench:
         sidecar_env = {"KAFKA_FETCH_WAIT_MAX_MS": LATENCY_FETCH_WAIT_MS} if self.tansu else {}
         sidecar, address = self.sidecar(topic, sidecar_group, sidecar_env)
         try:
-            count = str(total + partitions)  # and one warm-up record per partition
+            count = str(total + warmup + partitions)  # and one record per partition to see them join
             direct = self.consumer(
                 "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", direct_group,
                 "--records", count, "--latency", "--timeout", str(seconds + 120), *fetch_wait,
@@ -305,11 +310,16 @@ class Bench:
                                 "--timeout", str(seconds + 120))  # fmt: skip
             # Both must own their partitions before the clock starts: a join on Tansu takes seconds.
             self._wait_assigned(direct_group, sidecar_group, topic, partitions)
-            self.progress(f"latency: producing {total} records at {rate}/s for {seconds:.0f}s")
+            self.progress(
+                f"latency: producing {total} records at {rate}/s for {seconds:.0f}s"
+                f" after {LATENCY_WARMUP_S:.0f}s of warm-up"
+            )
+            _produce_steady(self.bootstrap, topic, rate, warmup, partitions, stamped=False)
             _produce_steady(self.bootstrap, topic, rate, total, partitions)
             direct.wait(seconds + 180)
             app.wait(seconds + 180)
-            return _checked(direct, total + partitions), _checked(app, total + partitions)
+            expected = total + warmup + partitions
+            return _checked(direct, expected), _checked(app, expected)
         finally:
             sidecar.stop()
 
@@ -362,8 +372,12 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _produce_steady(bootstrap: str, topic: str, rate: int, total: int, partitions: int) -> None:
-    """``total`` records at ``rate`` per second, each stamped with ``time.time_ns()`` in header ``t``."""
+def _produce_steady(
+    bootstrap: str, topic: str, rate: int, total: int, partitions: int, *, stamped: bool = True
+) -> None:
+    """``total`` records at ``rate`` per second, each stamped with ``time.time_ns()`` in header ``t``
+    (in another header, which no consumer measures, unless ``stamped``)."""
+    header = LATENCY_HEADER if stamped else f"{LATENCY_HEADER}-warmup"
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "1"})
@@ -375,7 +389,7 @@ def _produce_steady(bootstrap: str, topic: str, rate: int, total: int, partition
             time.sleep(ahead)
         producer.produce(
             topic, value, key=b"k%d" % i, partition=i % partitions,
-            headers=[(LATENCY_HEADER, struct.pack(">q", time.time_ns()))],
+            headers=[(header, struct.pack(">q", time.time_ns()))],
         )  # fmt: skip
         if i % 100 == 0:
             producer.poll(0)

@@ -81,7 +81,7 @@ def run_direct_share(args: argparse.Namespace) -> dict[str, Any]:
     last = time.time()
     cpu = cpu_seconds() - cpu_start
     consumer.close()
-    return {"count": count, "first": first, "last": last, "cpu_s": cpu, "bytes": nbytes, "latencies_ms": []}
+    return {"count": count, "first": first, "last": last, "cpu_s": cpu, "bytes": nbytes, "latencies_ms": {}}
 
 
 class ShareBench:
