@@ -99,6 +99,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "untuned: the bare consumer with librdkafka's own fetch.queue.backoff.ms)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="bound of each consumer run, seconds")
+    p.add_argument(
+        "--app",
+        choices=["python", "go"],
+        default="python",
+        help="the app behind the sidecar in the throughput and latency runs (default python; go builds"
+        " clients/go/cmd/benchapp and needs Go)",
+    )
     p.add_argument("--json", type=Path, help="also append the JSON line to this file")
     args = p.parse_args(argv)
     if (args.records is not None and args.records < 1) or args.partitions < 1 or args.repeat < 1:
@@ -194,10 +201,11 @@ def _share_runs(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"partitions": args.partitions, "sizes": {}}
+    out: dict[str, Any] = {"partitions": args.partitions, "app": args.app, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _broker(args, Path(tmp)) as (bootstrap, label):
         out["broker"] = label
-        bench = Bench(bootstrap, Path(tmp), _progress, tansu=args.broker == "tansu" and not args.bootstrap)
+        tansu = args.broker == "tansu" and not args.bootstrap
+        bench = Bench(bootstrap, Path(tmp), _progress, tansu=tansu, app=args.app)
         for size in args.sizes if "throughput" not in args.skip else ():
             out["sizes"][str(size)] = _size_run(bench, args, bootstrap, size)
         first = out["sizes"].get(str(args.sizes[0]))
@@ -250,7 +258,8 @@ def table(result: dict[str, Any]) -> str:
             return "-"
         return f"{value:,}{unit}"
 
-    lines = [f"broker: {result['broker']}, {result['partitions']} partitions"]
+    app = result.get("app", "python")
+    lines = [f"broker: {result['broker']}, {result['partitions']} partitions; app behind the sidecar: {app}"]
     head = f"{'size':>7}  {'records':>9}  {'direct/s':>9}  {'sidecar/s':>9}  {'ratio':>5}  {'app/s':>9}  "
     head += f"{'CPU us/rec: direct':>18}  {'sidecar + app':>15}  {'CPU ratio':>9}"
     lines.append(head)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -184,11 +185,18 @@ class Process:
 class Bench:
     """One benchmark invocation: a broker address, a scratch directory, and how to start things."""
 
-    def __init__(self, bootstrap: str, workdir: Path, progress: Progress, *, tansu: bool = False) -> None:
+    def __init__(
+        self, bootstrap: str, workdir: Path, progress: Progress, *, tansu: bool = False, app: str = "python"
+    ) -> None:
         """``tansu``: the broker is Tansu, whose fetches wait out ``fetch.wait.max.ms`` even when data is
-        there; the latency run then shortens it for both consumers."""
+        there; the latency run then shortens it for both consumers. ``app``: the app behind the sidecar
+        in the throughput and latency runs, ``python`` (the Python client) or ``go`` (the Go client's
+        ``cmd/benchapp``, built here); the per-message and memory runs always use the Python app."""
         self.bootstrap = bootstrap
         self.tansu = tansu
+        self._app_cmd = [sys.executable, "-m", "bench.consumers", "app"]
+        if app == "go":
+            self._app_cmd = [str(build_go_app(workdir))]
         self.workdir = workdir
         self.progress = progress
         self._n = 0
@@ -200,6 +208,10 @@ class Bench:
     def consumer(self, kind: str, *args: str) -> Process:
         cmd = [sys.executable, "-m", "bench.consumers", kind, *args]
         return Process(self._name(kind), cmd, {}, self.workdir)
+
+    def app(self, *args: str) -> Process:
+        """The app behind the sidecar (``--app``), with the Python app's arguments."""
+        return Process(self._name("app"), [*self._app_cmd, *args], {}, self.workdir)
 
     def sidecar(
         self, topic: str, group: str, env: Mapping[str, str | None] | None = None
@@ -265,7 +277,7 @@ class Bench:
         try:
             cpu_start = sidecar.cpu_seconds()  # after its imports, before it joined: not the records' cost
             args = ["--address", address, "--records", str(records), "--timeout", str(timeout)]
-            app = self.consumer("app", *args)
+            app = self.app(*args)
             app.wait(timeout + 60)
             result = _checked(app, records)
             committed_at = watch.wait(60)
@@ -306,8 +318,9 @@ class Bench:
                 "direct", "--bootstrap", self.bootstrap, "--topic", topic, "--group", direct_group,
                 "--records", count, "--latency", "--timeout", str(seconds + 120), *fetch_wait,
             )  # fmt: skip
-            app = self.consumer("app", "--address", address, "--records", count, "--latency",
-                                "--timeout", str(seconds + 120))  # fmt: skip
+            app = self.app(
+                "--address", address, "--records", count, "--latency", "--timeout", str(seconds + 120)
+            )  # fmt: skip
             # Both must own their partitions before the clock starts: a join on Tansu takes seconds.
             self._wait_assigned(direct_group, sidecar_group, topic, partitions)
             self.progress(
@@ -355,6 +368,24 @@ class Bench:
             return peak, samples
         finally:
             sidecar.stop()
+
+
+GO_CLIENT = Path(__file__).resolve().parents[1] / "clients" / "go"
+
+
+def build_go_app(workdir: Path) -> Path:
+    """The Go app (``clients/go/cmd/benchapp``), built into ``workdir``; a clear error without Go."""
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("--app go needs Go on PATH (clients/go/go.mod names the version)")
+    binary = workdir / "benchapp"
+    done = subprocess.run(
+        [go, "build", "-o", str(binary), "./cmd/benchapp"], cwd=GO_CLIENT, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"could not build the Go app: {done.stderr.strip()[-2000:]}")
+    return binary
 
 
 def _checked(p: Process, records: int) -> Result:

@@ -107,9 +107,7 @@ class ShareBench:
         sidecar, address = self.bench.sidecar(topic, group, {**SHARE_ENV, "SIDECAR_HTTP_ADDRESS": http})
         try:
             cpu_start = sidecar.cpu_seconds()
-            app = self.bench.consumer(
-                "app", "--address", address, "--records", str(records), "--timeout", str(timeout)
-            )
+            app = self.bench.app("--address", address, "--records", str(records), "--timeout", str(timeout))
             app.wait(timeout + 60)
             result = _checked(app, records)
             confirmed_at = _wait_confirmed(http, records, 60)

@@ -37,6 +37,7 @@ def test_bench_smoke(tmp_path: Path, kafka: ApacheKafka) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text().strip()) == result
     assert result["broker"] == f"cluster at {kafka.bootstrap}"
+    assert result["app"] == "python"
     assert set(result["sizes"]) == {"100", "1024"}
     for size in result["sizes"].values():
         assert size["records"] == 3000
@@ -64,6 +65,25 @@ def test_bench_smoke(tmp_path: Path, kafka: ApacheKafka) -> None:
     targets = result["targets"]  # every target this run measured, judged
     assert {"100 B throughput ratio", "100 B CPU ratio", "added latency p50 (ms)"} <= set(targets)
     assert all(set(t) == {"value", "target", "met"} for t in targets.values())
+
+
+def test_bench_with_the_go_app(tmp_path: Path, kafka: ApacheKafka) -> None:
+    """``--app go``: the Go client's bench app behind the sidecar, timed and checked like the Python one
+    (the benchmark fails if the app saw too few records or the group did not commit everything)."""
+    args = ["--bootstrap", kafka.bootstrap, "--app", "go", "--sizes", "100", "--records", "3000"]
+    args += ["--skip", "share", "--skip", "untuned", "--skip", "memory", "--skip", "per-message"]
+    args += ["--latency-rate", "500", "--latency-seconds", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["app"] == "go"
+    assert "app behind the sidecar: go" in done.stdout
+    sidecar = result["sizes"]["100"]["sidecar"]
+    assert sidecar["rps"] > 0
+    assert sidecar["cpu_us_per_record"]["app"] > 0
+    assert result["latency"]["samples"] == 500
 
 
 def test_added_latency_is_paired_record_by_record() -> None:
