@@ -14,8 +14,14 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# A C compiler for the package's one extension (sidecar/core/_fetch.c); it stays in this stage. Its
+# version does not matter to the image (the extension uses the stable C API of the base's Python).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 # Only what the wheel is built from (.dockerignore keeps the rest of the checkout out of the context).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY sidecar ./sidecar
 COPY .ci/install-app ./.ci/install-app
 RUN bash .ci/install-app /opt/kafka-sidecar

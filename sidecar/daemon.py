@@ -22,6 +22,7 @@ from sidecar.api.service import Server
 from sidecar.api.transport_security import CertificateFiles, TokenFile
 from sidecar.assembly import build
 from sidecar.config import Config
+from sidecar.core import records
 from sidecar.group import Member
 from sidecar.ops import metrics
 from sidecar.ops.collector import Collector
@@ -94,6 +95,12 @@ async def serve(config: Config) -> int:
         ",".join(config.topics),
         _membership(config),
     )
+
+    if not records.COMPILED:
+        log.warning(
+            "sidecar/core/_fetch.c is not built (installed without a C compiler): fetched records are"
+            " made by the Python loop, which costs about 0.7 us more per record"
+        )
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

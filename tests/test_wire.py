@@ -6,13 +6,20 @@ whatever the records, the sidecar's batch must parse to exactly that message.
 
 from __future__ import annotations
 
+import sys
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.api.responses import records_response
+from sidecar.core import records as records_module
 from sidecar.core import wire
-from sidecar.core.records import Record, from_fetch
+from sidecar.core.records import Record, from_fetch, from_fetch_python
+
+# The compiled loop (sidecar/core/_fetch.c) and the Python one must make the same records.
+FETCHES = [pytest.param(from_fetch, id="compiled"), pytest.param(from_fetch_python, id="python")]
 
 Headers = list[tuple[str, bytes | None]] | None
 
@@ -103,6 +110,7 @@ def test_field_numbers_are_those_of_the_generated_code() -> None:
 
 
 SLOTS = [name for name in Record.__slots__ if name != "lane"]
+FetchFn = records_module.FromFetch
 
 
 class FakeMessage:
@@ -136,6 +144,7 @@ class FakeMessage:
         return self._ts
 
 
+@pytest.mark.parametrize("from_fetch", FETCHES)
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
@@ -144,7 +153,7 @@ class FakeMessage:
     )
 )
 def test_records_from_a_fetch_are_those_made_one_by_one(
-    items: list[tuple[Contents, tuple[int, int], bool]],
+    from_fetch: FetchFn, items: list[tuple[Contents, tuple[int, int], bool]]
 ) -> None:
     messages = [
         FakeMessage(10 + i, c, ts, "broker down" if bad else None) for i, (c, ts, bad) in enumerate(items)
@@ -165,3 +174,51 @@ def test_records_from_a_fetch_are_those_made_one_by_one(
     assert [(r.key, r.value, r.headers) for r in records] == [
         (*m._content[:2], m._content[2] or []) for m in messages if m.error() is None
     ]
+
+
+def test_the_compiled_loop_is_built() -> None:
+    """The installs the project makes (``pip install -e .``, ``.ci/install-app``, the image) have a C
+    compiler: without it the sidecar would quietly run the slower Python loop."""
+    assert records_module.COMPILED, "sidecar/core/_fetch.c was not built: is there a C compiler?"
+    assert from_fetch is not from_fetch_python
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        (bytearray(b"k"), b"v", [("h", b"1")]),  # not bytes: the compiled loop hands it to wire.encode
+        (b"k", bytearray(b"v"), None),
+        (b"k", b"v", [("h", bytearray(b"1"))]),
+        (b"k", b"v", [(f"n{i}", None) for i in range(70)]),  # more null header values than it counts
+        (None, None, []),
+        (b"", b"", [("", b"")]),
+        (b"k", b"v", [("caf\u00e9 \U0001f600", b"\xff")]),
+    ],
+    ids=["bytearray-key", "bytearray-value", "bytearray-header", "70-null-headers", "nulls", "empty", "utf8"],
+)
+def test_both_loops_agree_on_unusual_shapes(content: Contents) -> None:
+    message = FakeMessage(5, content, (1, 42))
+    compiled, python = from_fetch([message], print), from_fetch_python([message], print)
+    assert compiled[1] == python[1]
+    assert [getattr(compiled[0][0], s) for s in SLOTS] == [getattr(python[0][0], s) for s in SLOTS]
+
+
+@pytest.mark.parametrize("from_fetch", FETCHES)
+def test_a_header_name_that_is_not_utf8_is_an_error(from_fetch: FetchFn) -> None:
+    with pytest.raises(UnicodeEncodeError):
+        from_fetch([FakeMessage(1, (b"k", b"v", [("\ud800", b"x")]), (1, 42))], print)
+
+
+def test_the_compiled_loop_keeps_no_reference_it_should_not() -> None:
+    """Every object a message hands over is referenced by the records alone, and let go with them."""
+    key, value, name, data = b"k" * 9, b"v" * 300, "header-name", b"d" * 7
+    headers = [(name, data), ("null", None)]
+    content = (key, value, headers)
+    stamp = (1, 1_700_000_000_000)
+    messages = [FakeMessage(i, content, stamp) for i in range(50)]
+    watched = (key, value, name, data, headers, stamp)
+    before = [sys.getrefcount(x) for x in watched]
+    for _ in range(200):
+        made, _ = from_fetch(messages, print)
+        del made
+    assert [sys.getrefcount(x) for x in watched] == before

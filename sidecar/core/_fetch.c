@@ -1,0 +1,395 @@
+/* sidecar.core._fetch: records.from_fetch, compiled.
+ *
+ * The poll thread turns every fetched message into a Record, under the GIL the event loop needs
+ * too. In Python, that loop and the record's wire fragment (sidecar.core.wire) held the GIL for
+ * about 40% of the daemon's time at 100 B records: the sidecar is bound by the GIL, so that time is
+ * its throughput. This does the same work without the interpreter: one method call per message
+ * field, the fragment written into one bytes object in two passes (measure, then copy), and the
+ * record's slots written through their member descriptors, as object.__new__ and slot assignment
+ * would.
+ *
+ * It knows nothing of librdkafka or gRPC: messages are read by the methods of records.Fetched, and
+ * what it needs of Record and the wire form (slot names, field numbers, null flags) is handed over
+ * by records.py through setup(), so the two implementations cannot drift apart; tests/test_wire.py
+ * runs both on the same messages, of every shape, and compares every slot. A message whose key,
+ * value or headers are not of the types confluent-kafka gives (bytes, a list of (str, bytes) pairs,
+ * None) is encoded by wire.encode itself.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+/* The Record slots this module sets, in this order (records.py passes their names the same way). */
+enum {
+    S_ATTEMPT, S_STREAM, S_DEADLINE, S_AVOID, S_ENDED_AT, S_LANE, /* = records._UNDELIVERED */
+    S_WIRE, S_NULLS, S_NULL_HEADERS, S_TOPIC, S_PARTITION, S_OFFSET, S_KEY, S_HEADER_COUNT,
+    S_TIMESTAMP_MS, S_TIMESTAMP_TYPE, S_SIZE, N_SLOTS
+};
+#define N_UNDELIVERED 6
+#define MAX_NULL_HEADERS 64 /* more null header values than this in one record: wire.encode */
+
+typedef struct {
+    int ready;
+    PyTypeObject *record_type;
+    Py_ssize_t offsets[N_SLOTS];
+    PyObject *undelivered[N_UNDELIVERED];
+    unsigned char tag_key, tag_value, tag_header_key, tag_header_value; /* one-byte entry keys */
+    long null_key, null_value, null_header;                             /* wire.NULL_* */
+    Py_ssize_t record_bytes;                                            /* records.RECORD_BYTES */
+    PyObject *encode;                                                   /* wire.encode */
+    PyObject *no_nulls;                                                 /* () */
+} Setup;
+
+static Setup S;
+
+static PyObject *N_ERROR, *N_TIMESTAMP, *N_KEY, *N_VALUE, *N_HEADERS, *N_TOPIC, *N_PARTITION, *N_OFFSET;
+
+static PyObject *call(PyObject *message, PyObject *name) {
+    return PyObject_VectorcallMethod(name, &message, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static void set_slot(PyObject *record, int slot, PyObject *value) { /* steals value */
+    PyObject **at = (PyObject **)((char *)record + S.offsets[slot]);
+    PyObject *old = *at;
+    *at = value;
+    Py_XDECREF(old);
+}
+
+static int entry_key(long field, unsigned char *out) {
+    if (field < 1 || field > 15) { /* a one-byte key: (field << 3) | LENGTH_DELIMITED */
+        PyErr_Format(PyExc_ValueError, "field %ld does not fit a one-byte entry key", field);
+        return -1;
+    }
+    *out = (unsigned char)((field << 3) | 2);
+    return 0;
+}
+
+/* setup(record_type, slot_names, undelivered, record_bytes, (key, value, header key, header value
+ *       field numbers), (null_key, null_value, null_header), encode) */
+static PyObject *setup(PyObject *self, PyObject *args) {
+    PyObject *type, *names, *undelivered, *encode;
+    Py_ssize_t record_bytes;
+    long fk, fv, fhk, fhv, nk, nv, nh;
+    if (!PyArg_ParseTuple(args, "O!O!O!n(llll)(lll)O", &PyType_Type, &type, &PyTuple_Type, &names,
+                          &PyTuple_Type, &undelivered, &record_bytes, &fk, &fv, &fhk, &fhv, &nk, &nv,
+                          &nh, &encode))
+        return NULL;
+    if (PyTuple_GET_SIZE(names) != N_SLOTS || PyTuple_GET_SIZE(undelivered) != N_UNDELIVERED) {
+        PyErr_Format(PyExc_ValueError, "expected %d slot names and %d undelivered values", N_SLOTS,
+                     N_UNDELIVERED);
+        return NULL;
+    }
+    if (entry_key(fk, &S.tag_key) || entry_key(fv, &S.tag_value) || entry_key(fhk, &S.tag_header_key) ||
+        entry_key(fhv, &S.tag_header_value))
+        return NULL;
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *descr = PyObject_GetAttr(type, PyTuple_GET_ITEM(names, i));
+        if (descr == NULL)
+            return NULL;
+        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            S.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%R is not a __slots__ member of %R", PyTuple_GET_ITEM(names, i),
+                         type);
+            return NULL;
+        }
+    }
+    Py_INCREF(type);
+    Py_XSETREF(S.record_type, (PyTypeObject *)type);
+    for (int i = 0; i < N_UNDELIVERED; i++) {
+        Py_INCREF(PyTuple_GET_ITEM(undelivered, i));
+        Py_XSETREF(S.undelivered[i], PyTuple_GET_ITEM(undelivered, i));
+    }
+    Py_INCREF(encode);
+    Py_XSETREF(S.encode, encode);
+    S.record_bytes = record_bytes;
+    S.null_key = nk;
+    S.null_value = nv;
+    S.null_header = nh;
+    S.ready = 1;
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t varint_size(Py_ssize_t n) {
+    Py_ssize_t size = 1;
+    for (size_t v = (size_t)n; v > 0x7F; v >>= 7)
+        size++;
+    return size;
+}
+
+static char *put_entry(char *at, unsigned char tag, const char *data, Py_ssize_t n) {
+    *at++ = (char)tag;
+    size_t v = (size_t)n;
+    while (v > 0x7F) {
+        *at++ = (char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    *at++ = (char)v;
+    memcpy(at, data, (size_t)n);
+    return at + n;
+}
+
+static Py_ssize_t entry_size(Py_ssize_t n) { return 1 + varint_size(n) + n; }
+
+/* The record's wire fragment, its NULL_* flags, its null header positions and its header count, as
+ * wire.encode gives them, into the four out-parameters (new references); 0 on success, 1 when the
+ * message has a shape this path leaves to wire.encode (no error set), -1 on an error. */
+static int encode(PyObject *key, PyObject *value, PyObject *headers, PyObject **wire, long *nulls,
+                  PyObject **null_headers, Py_ssize_t *header_count) {
+    const char *k = "", *v = "";
+    Py_ssize_t nk = 0, nv = 0, nh = 0, size;
+    *nulls = 0;
+    if (key == Py_None)
+        *nulls |= S.null_key;
+    else if (PyBytes_CheckExact(key)) {
+        k = PyBytes_AS_STRING(key);
+        nk = PyBytes_GET_SIZE(key);
+    } else
+        return 1;
+    if (value == Py_None)
+        *nulls |= S.null_value;
+    else if (PyBytes_CheckExact(value)) {
+        v = PyBytes_AS_STRING(value);
+        nv = PyBytes_GET_SIZE(value);
+    } else
+        return 1;
+    if (headers != Py_None) {
+        if (!PyList_CheckExact(headers))
+            return 1;
+        nh = PyList_GET_SIZE(headers);
+    }
+    size = entry_size(nk) + entry_size(nv);
+    Py_ssize_t null_at[MAX_NULL_HEADERS], n_null = 0;
+    for (Py_ssize_t i = 0; i < nh; i++) { /* pass 1: check the shapes, measure */
+        PyObject *pair = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
+            return 1;
+        PyObject *data = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t name_len;
+        if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &name_len) == NULL)
+            return -1; /* not encodable: str.encode() would raise the same */
+        size += entry_size(name_len);
+        if (data == Py_None) {
+            if (n_null == MAX_NULL_HEADERS)
+                return 1;
+            null_at[n_null++] = i;
+            size += entry_size(0);
+        } else if (PyBytes_CheckExact(data))
+            size += entry_size(PyBytes_GET_SIZE(data));
+        else
+            return 1;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        return -1;
+    char *at = PyBytes_AS_STRING(out);
+    at = put_entry(at, S.tag_key, k, nk);
+    at = put_entry(at, S.tag_value, v, nv);
+    for (Py_ssize_t i = 0; i < nh; i++) { /* pass 2: copy */
+        PyObject *pair = PyList_GET_ITEM(headers, i), *data = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t name_len;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &name_len); /* cached */
+        at = put_entry(at, S.tag_header_key, name, name_len);
+        if (data == Py_None)
+            at = put_entry(at, S.tag_header_value, "", 0);
+        else
+            at = put_entry(at, S.tag_header_value, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    }
+    if (n_null) {
+        PyObject *positions = PyTuple_New(n_null);
+        if (positions == NULL) {
+            Py_DECREF(out);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n_null; i++) {
+            PyObject *index = PyLong_FromSsize_t(null_at[i]);
+            if (index == NULL) {
+                Py_DECREF(positions);
+                Py_DECREF(out);
+                return -1;
+            }
+            PyTuple_SET_ITEM(positions, i, index);
+        }
+        *null_headers = positions;
+        *nulls |= S.null_header;
+    } else {
+        Py_INCREF(S.no_nulls);
+        *null_headers = S.no_nulls;
+    }
+    *wire = out;
+    *header_count = nh;
+    return 0;
+}
+
+/* The same four by wire.encode itself, for the shapes encode() above leaves. */
+static int encode_in_python(PyObject *key, PyObject *value, PyObject *headers, PyObject **wire,
+                            long *nulls, PyObject **null_headers, Py_ssize_t *header_count) {
+    PyObject *encoded = PyObject_CallFunctionObjArgs(S.encode, key, value, headers, NULL);
+    if (encoded == NULL)
+        return -1;
+    if (!PyTuple_Check(encoded) || PyTuple_GET_SIZE(encoded) != 3 ||
+        !PyBytes_Check(PyTuple_GET_ITEM(encoded, 0))) {
+        Py_DECREF(encoded);
+        PyErr_SetString(PyExc_TypeError, "wire.encode did not return (bytes, nulls, null_headers)");
+        return -1;
+    }
+    *nulls = PyLong_AsLong(PyTuple_GET_ITEM(encoded, 1));
+    if (*nulls == -1 && PyErr_Occurred()) {
+        Py_DECREF(encoded);
+        return -1;
+    }
+    *header_count = 0;
+    if (headers != Py_None && (*header_count = PyObject_Length(headers)) < 0) {
+        Py_DECREF(encoded);
+        return -1;
+    }
+    *wire = Py_NewRef(PyTuple_GET_ITEM(encoded, 0));
+    *null_headers = Py_NewRef(PyTuple_GET_ITEM(encoded, 2));
+    Py_DECREF(encoded);
+    return 0;
+}
+
+/* One message into a new record (a new reference), or NULL with an error set. */
+static PyObject *make_record(PyObject *message, PyObject *timestamp, Py_ssize_t *size_out) {
+    PyObject *record = NULL, *key = NULL, *value = NULL, *headers = NULL, *wire = NULL;
+    PyObject *null_headers = NULL, *topic, *partition, *offset, *number;
+    long nulls = 0;
+    Py_ssize_t header_count = 0;
+    if (!PyTuple_Check(timestamp) || PyTuple_GET_SIZE(timestamp) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a message's timestamp() is not a (type, timestamp) pair");
+        return NULL;
+    }
+    if (!(key = call(message, N_KEY)) || !(value = call(message, N_VALUE)) ||
+        !(headers = call(message, N_HEADERS)))
+        goto fail;
+    int done = encode(key, value, headers, &wire, &nulls, &null_headers, &header_count);
+    if (done == 1)
+        done = encode_in_python(key, value, headers, &wire, &nulls, &null_headers, &header_count);
+    if (done < 0)
+        goto fail;
+    Py_ssize_t key_len = 0;
+    if (key != Py_None && (key_len = PyObject_Length(key)) < 0)
+        goto fail;
+    Py_ssize_t size = S.record_bytes + PyBytes_GET_SIZE(wire) + key_len;
+
+    PyObject *ts_type = PyTuple_GET_ITEM(timestamp, 0), *ts = PyTuple_GET_ITEM(timestamp, 1);
+    int typed = PyObject_IsTrue(ts_type); /* TIMESTAMP_NOT_AVAILABLE (0): the contract says 0 */
+    if (typed < 0 || !(record = S.record_type->tp_alloc(S.record_type, 0)))
+        goto fail;
+    if (!(topic = call(message, N_TOPIC)))
+        goto fail;
+    set_slot(record, S_TOPIC, topic);
+    if (!(partition = call(message, N_PARTITION)))
+        goto fail;
+    set_slot(record, S_PARTITION, partition);
+    if (!(offset = call(message, N_OFFSET)))
+        goto fail;
+    set_slot(record, S_OFFSET, offset);
+    for (int i = 0; i < N_UNDELIVERED; i++)
+        set_slot(record, i, Py_NewRef(S.undelivered[i]));
+    set_slot(record, S_TIMESTAMP_MS, typed ? Py_NewRef(ts) : PyLong_FromLong(0));
+    set_slot(record, S_TIMESTAMP_TYPE, Py_NewRef(ts_type));
+    if (!(number = PyLong_FromSsize_t(size)))
+        goto fail;
+    set_slot(record, S_SIZE, number);
+    if (!(number = PyLong_FromLong(nulls)))
+        goto fail;
+    set_slot(record, S_NULLS, number);
+    if (!(number = PyLong_FromSsize_t(header_count)))
+        goto fail;
+    set_slot(record, S_HEADER_COUNT, number);
+    set_slot(record, S_KEY, key); /* the references made above go to the record */
+    set_slot(record, S_WIRE, wire);
+    set_slot(record, S_NULL_HEADERS, null_headers);
+    Py_DECREF(value);
+    Py_DECREF(headers);
+    *size_out = size;
+    return record;
+
+fail:
+    Py_XDECREF(record);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(headers);
+    Py_XDECREF(wire);
+    Py_XDECREF(null_headers);
+    return NULL;
+}
+
+/* from_fetch(messages, on_error) -> (records, nbytes): see records.from_fetch. */
+static PyObject *from_fetch(PyObject *self, PyObject *args) {
+    PyObject *messages, *on_error;
+    if (!PyArg_ParseTuple(args, "OO", &messages, &on_error))
+        return NULL;
+    if (!S.ready) {
+        PyErr_SetString(PyExc_RuntimeError, "sidecar.core._fetch.setup() was not called");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(messages, "from_fetch takes a sequence of messages");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), nbytes = 0;
+    PyObject *records = PyList_New(0);
+    if (records == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *message = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *error = call(message, N_ERROR);
+        if (error == NULL)
+            goto fail;
+        if (error != Py_None) {
+            PyObject *ignored = PyObject_CallOneArg(on_error, error);
+            Py_DECREF(error);
+            if (ignored == NULL)
+                goto fail;
+            Py_DECREF(ignored);
+            continue;
+        }
+        Py_DECREF(error);
+        PyObject *timestamp = call(message, N_TIMESTAMP);
+        if (timestamp == NULL)
+            goto fail;
+        Py_ssize_t size = 0;
+        PyObject *record = make_record(message, timestamp, &size);
+        Py_DECREF(timestamp);
+        if (record == NULL)
+            goto fail;
+        int appended = PyList_Append(records, record);
+        Py_DECREF(record);
+        if (appended < 0)
+            goto fail;
+        nbytes += size;
+    }
+    Py_DECREF(seq);
+    return Py_BuildValue("(Nn)", records, nbytes);
+
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(records);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"setup", setup, METH_VARARGS, "Hand over Record's slots and the wire form (records.py does)."},
+    {"from_fetch", from_fetch, METH_VARARGS, "records.from_fetch, compiled."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "sidecar.core._fetch", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__fetch(void) {
+    if (!(N_ERROR = PyUnicode_InternFromString("error")) ||
+        !(N_TIMESTAMP = PyUnicode_InternFromString("timestamp")) ||
+        !(N_KEY = PyUnicode_InternFromString("key")) || !(N_VALUE = PyUnicode_InternFromString("value")) ||
+        !(N_HEADERS = PyUnicode_InternFromString("headers")) ||
+        !(N_TOPIC = PyUnicode_InternFromString("topic")) ||
+        !(N_PARTITION = PyUnicode_InternFromString("partition")) ||
+        !(N_OFFSET = PyUnicode_InternFromString("offset")) || !(S.no_nulls = PyTuple_New(0)))
+        return NULL;
+    return PyModule_Create(&module);
+}
