@@ -1,10 +1,16 @@
-"""The one compiled module, ``sidecar/core/_fetch.c`` (``records.from_fetch`` in C); everything else
-about the package is in pyproject.toml.
+"""The compiled hot path: ``sidecar/core/_fetch.c`` (``records.from_fetch``) and
+``sidecar/api/_batch.c`` (``responses.records_response``); everything else about the package is in
+pyproject.toml.
 
-The extension is optional: built without a C compiler, the package runs the same loop in Python
-(``records.COMPILED`` says which, and the daemon logs it at start).
+Both are optional: built without a C compiler, the package runs the same code in Python
+(``records.COMPILED`` and ``responses.COMPILED`` say which, and the daemon warns at start).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("sidecar.core._fetch", ["sidecar/core/_fetch.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("sidecar.core._fetch", ["sidecar/core/_fetch.c"], optional=True),
+        Extension("sidecar.api._batch", ["sidecar/api/_batch.c"], optional=True),
+    ]
+)

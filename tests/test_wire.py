@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.api.responses import records_response
+from sidecar.api import responses
+from sidecar.api.responses import records_response, records_response_python
 from sidecar.core import records as records_module
 from sidecar.core import wire
 from sidecar.core.records import Record, from_fetch, from_fetch_python
@@ -85,6 +86,43 @@ def test_a_batch_parses_to_the_contract_whatever_the_records(
         data.append((key, value, headers))
     sent = records_response(records, 250)
     assert pb.ConsumeResponse.FromString(sent) == reference(records, data)
+    assert sent == records_response_python(records, 250)  # the compiled batch: the same bytes
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([("a", 0), ("a", 1), ("b", 0), ("", 0), ("t\u00e9", 2**31 - 1)]),
+            contents,
+            st.integers(min_value=0, max_value=2**63 - 1),  # offsets: varints of 1 to 9 bytes
+            st.sampled_from([0, -1, 1_700_000_000_000]),
+            st.integers(min_value=0, max_value=2**32 - 1),  # delivery attempts
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([0, 1, 250, 2**31 - 1]),
+)
+def test_the_compiled_batch_is_the_python_one_byte_for_byte(
+    items: list[tuple[tuple[str, int], Contents, int, int, int]], ack_timeout_ms: int
+) -> None:
+    records = []
+    for (topic, partition), (key, value, headers), offset, ts, attempt in items:
+        record = Record(topic, partition, offset, key, value, headers, ts, 1)
+        record.attempt = attempt
+        records.append(record)
+    sent = records_response(records, ack_timeout_ms)
+    assert sent == records_response_python(records, ack_timeout_ms)
+    assert pb.ConsumeResponse.FromString(sent).records.ack_timeout_ms == ack_timeout_ms
+
+
+def test_the_compiled_batch_refuses_what_is_not_a_batch_of_records() -> None:
+    with pytest.raises(TypeError, match="records only"):
+        records_response([object()], 0)  # type: ignore[list-item]
+    record = Record("t", 0, 1, b"k", b"v")
+    record.offset = "1"  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        records_response([record], 0)
 
 
 @given(contents)
@@ -176,11 +214,13 @@ def test_records_from_a_fetch_are_those_made_one_by_one(
     ]
 
 
-def test_the_compiled_loop_is_built() -> None:
+def test_the_compiled_hot_path_is_built() -> None:
     """The installs the project makes (``pip install -e .``, ``.ci/install-app``, the image) have a C
-    compiler: without it the sidecar would quietly run the slower Python loop."""
+    compiler: without it the sidecar would quietly run the slower Python code."""
     assert records_module.COMPILED, "sidecar/core/_fetch.c was not built: is there a C compiler?"
+    assert responses.COMPILED, "sidecar/api/_batch.c was not built: is there a C compiler?"
     assert from_fetch is not from_fetch_python
+    assert records_response is not records_response_python
 
 
 @pytest.mark.parametrize(

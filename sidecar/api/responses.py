@@ -5,6 +5,7 @@ assignment changes and rejections. No gRPC here: the service only writes these o
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from operator import attrgetter
 
 from sidecar._proto import sidecar_pb2 as pb
@@ -43,7 +44,7 @@ _NOT_DONE = {
 }
 
 
-def records_response(records: list[Record], ack_timeout_ms: int) -> bytes:
+def records_response_python(records: list[Record], ack_timeout_ms: int) -> bytes:
     """The wire batch, serialized: a ``ConsumeResponse`` whose ``RecordBatch`` has one
     ``PartitionRecords`` per partition, laid out by column instead of a message per record, which was
     the sidecar's largest cost per record.
@@ -54,6 +55,9 @@ def records_response(records: list[Record], ack_timeout_ms: int) -> bytes:
     bytes are copied once, by the one ``join`` at the end: the lengths the framing needs are summed
     from the fragments, not taken from joined copies (at 1 KiB records, joining the body, then the
     batch, then the response cost three copies of every value, most of the time spent here).
+
+    ``records_response`` is its compiled twin (``_batch.c``, the same bytes) where the package was
+    built with a C compiler, this otherwise.
     """
     by_partition: dict[tuple[str, int], list[Record]] = {}
     for run in partition_runs(records):  # a batch is filled lane by lane: in runs
@@ -75,6 +79,33 @@ def records_response(records: list[Record], ack_timeout_ms: int) -> bytes:
     parts[1] = wire.varint(size)
     return b"".join(parts)
 
+
+_COLUMNS = pb.PartitionRecords
+# What ``_batch`` writes, by field number, in its order.
+_BATCH_FIELDS = (
+    pb.ConsumeResponse.RECORDS_FIELD_NUMBER, pb.RecordBatch.ACK_TIMEOUT_MS_FIELD_NUMBER,
+    pb.RecordBatch.PARTITIONS_FIELD_NUMBER, _COLUMNS.TOPIC_FIELD_NUMBER, _COLUMNS.PARTITION_FIELD_NUMBER,
+    _COLUMNS.OFFSETS_FIELD_NUMBER, _COLUMNS.NULL_KEYS_FIELD_NUMBER, _COLUMNS.NULL_VALUES_FIELD_NUMBER,
+    _COLUMNS.TIMESTAMPS_MS_FIELD_NUMBER, _COLUMNS.TIMESTAMP_TYPES_FIELD_NUMBER,
+    _COLUMNS.DELIVERY_ATTEMPTS_FIELD_NUMBER, _COLUMNS.HEADER_COUNTS_FIELD_NUMBER,
+    _COLUMNS.NULL_HEADER_VALUES_FIELD_NUMBER,
+)  # fmt: skip
+# The Record slots ``_batch`` reads, in its order.
+_BATCH_SLOTS = (
+    "topic", "partition", "offset", "timestamp_ms", "timestamp_type", "attempt", "header_count", "nulls",
+    "null_headers", "wire",
+)  # fmt: skip
+
+records_response: Callable[[list[Record], int], bytes]
+try:
+    from sidecar.api import _batch
+except ImportError:  # installed without a C compiler: the same bytes, made in Python
+    COMPILED = False
+    records_response = records_response_python
+else:
+    _batch.setup(Record, _BATCH_SLOTS, _BATCH_FIELDS, (wire.NULL_KEY, wire.NULL_VALUE))
+    COMPILED = True
+    records_response = _batch.records_response
 
 _RECORDS_TAG = wire.tag(pb.ConsumeResponse.RECORDS_FIELD_NUMBER)
 _ACK_TIMEOUT_TAG = wire.tag(pb.RecordBatch.ACK_TIMEOUT_MS_FIELD_NUMBER, wire.VARINT)
