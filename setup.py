@@ -8,9 +8,12 @@ Both are optional: built without a C compiler, the package runs the same code in
 
 from setuptools import Extension, setup
 
+# What both share (slot offsets, varints) is in sidecar/core/_wire.h.
+SHARED = {"include_dirs": ["sidecar/core"], "depends": ["sidecar/core/_wire.h"], "optional": True}
+
 setup(
     ext_modules=[
-        Extension("sidecar.core._fetch", ["sidecar/core/_fetch.c"], optional=True),
-        Extension("sidecar.api._batch", ["sidecar/api/_batch.c"], optional=True),
+        Extension("sidecar.core._fetch", ["sidecar/core/_fetch.c"], **SHARED),
+        Extension("sidecar.api._batch", ["sidecar/api/_batch.c"], **SHARED),
     ]
 )

@@ -14,10 +14,7 @@
  * Record's slots and the null flags come from responses.py through setup(), read from the generated
  * code, so nothing here can drift from the contract unnoticed.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
-#include <stdint.h>
+#include "_wire.h" /* sidecar/core/_wire.h */
 #include <string.h>
 
 /* Record slots read here, in this order (responses.py passes their names the same way). */
@@ -46,15 +43,6 @@ static struct {
     long null_key, null_value;
 } S;
 
-static int one_byte_tag(long field, int wire_type, unsigned char *out) {
-    if (field < 1 || field > 15) {
-        PyErr_Format(PyExc_ValueError, "field %ld does not fit a one-byte entry key", field);
-        return -1;
-    }
-    *out = (unsigned char)((field << 3) | wire_type);
-    return 0;
-}
-
 /* setup(record_type, slot_names, field_numbers, (null_key, null_value)) */
 static PyObject *setup(PyObject *self, PyObject *args) {
     PyObject *type, *names, *fields;
@@ -62,8 +50,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O!O!(ll)", &PyType_Type, &type, &PyTuple_Type, &names, &PyTuple_Type,
                           &fields, &null_key, &null_value))
         return NULL;
-    if (PyTuple_GET_SIZE(names) != N_SLOTS || PyTuple_GET_SIZE(fields) != N_FIELDS) {
-        PyErr_Format(PyExc_ValueError, "expected %d slot names and %d field numbers", N_SLOTS, N_FIELDS);
+    if (PyTuple_GET_SIZE(fields) != N_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "expected %d field numbers", N_FIELDS);
         return NULL;
     }
     for (int i = 0; i < N_FIELDS; i++) {
@@ -72,21 +60,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         if ((field == -1 && PyErr_Occurred()) || one_byte_tag(field, varint ? 0 : 2, &S.tags[i]))
             return NULL;
     }
-    for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *descr = PyObject_GetAttr(type, PyTuple_GET_ITEM(names, i));
-        if (descr == NULL)
-            return NULL;
-        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-        if (ok)
-            S.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "%R is not a __slots__ member of %R", PyTuple_GET_ITEM(names, i),
-                         type);
-            return NULL;
-        }
-    }
+    if (slot_offsets(type, names, S.offsets, N_SLOTS))
+        return NULL;
     Py_INCREF(type);
     Py_XSETREF(S.record_type, (PyTypeObject *)type);
     S.null_key = null_key;
@@ -108,21 +83,6 @@ static int int_slot(PyObject *record, int which, long long *out) {
         return -1;
     *out = PyLong_AsLongLong(value);
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
-/* Negative numbers as protobuf writes int32 and int64: sign-extended to ten bytes. */
-static Py_ssize_t varint_size(uint64_t v) {
-    Py_ssize_t n = 1;
-    for (; v > 0x7F; v >>= 7)
-        n++;
-    return n;
-}
-
-static char *put_varint(char *at, uint64_t v) {
-    for (; v > 0x7F; v >>= 7)
-        *at++ = (char)((v & 0x7F) | 0x80);
-    *at++ = (char)v;
-    return at;
 }
 
 typedef struct {

@@ -15,9 +15,7 @@
  * value or headers are not of the types confluent-kafka gives (bytes, a list of (str, bytes) pairs,
  * None) is encoded by wire.encode itself.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
+#include "_wire.h"
 #include <string.h>
 
 /* The Record slots this module sets, in this order (records.py passes their names the same way). */
@@ -56,15 +54,6 @@ static void set_slot(PyObject *record, int slot, PyObject *value) { /* steals va
     Py_XDECREF(old);
 }
 
-static int entry_key(long field, unsigned char *out) {
-    if (field < 1 || field > 15) { /* a one-byte key: (field << 3) | LENGTH_DELIMITED */
-        PyErr_Format(PyExc_ValueError, "field %ld does not fit a one-byte entry key", field);
-        return -1;
-    }
-    *out = (unsigned char)((field << 3) | 2);
-    return 0;
-}
-
 /* setup(record_type, slot_names, undelivered, record_bytes, (key, value, header key, header value
  *       field numbers), (null_key, null_value, null_header), encode) */
 static PyObject *setup(PyObject *self, PyObject *args) {
@@ -75,29 +64,14 @@ static PyObject *setup(PyObject *self, PyObject *args) {
                           &PyTuple_Type, &undelivered, &record_bytes, &fk, &fv, &fhk, &fhv, &nk, &nv,
                           &nh, &encode))
         return NULL;
-    if (PyTuple_GET_SIZE(names) != N_SLOTS || PyTuple_GET_SIZE(undelivered) != N_UNDELIVERED) {
-        PyErr_Format(PyExc_ValueError, "expected %d slot names and %d undelivered values", N_SLOTS,
-                     N_UNDELIVERED);
+    if (PyTuple_GET_SIZE(undelivered) != N_UNDELIVERED) {
+        PyErr_Format(PyExc_ValueError, "expected %d undelivered values", N_UNDELIVERED);
         return NULL;
     }
-    if (entry_key(fk, &S.tag_key) || entry_key(fv, &S.tag_value) || entry_key(fhk, &S.tag_header_key) ||
-        entry_key(fhv, &S.tag_header_value))
+    if (one_byte_tag(fk, 2, &S.tag_key) || one_byte_tag(fv, 2, &S.tag_value) ||
+        one_byte_tag(fhk, 2, &S.tag_header_key) || one_byte_tag(fhv, 2, &S.tag_header_value) ||
+        slot_offsets(type, names, S.offsets, N_SLOTS))
         return NULL;
-    for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *descr = PyObject_GetAttr(type, PyTuple_GET_ITEM(names, i));
-        if (descr == NULL)
-            return NULL;
-        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-        if (ok)
-            S.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "%R is not a __slots__ member of %R", PyTuple_GET_ITEM(names, i),
-                         type);
-            return NULL;
-        }
-    }
     Py_INCREF(type);
     Py_XSETREF(S.record_type, (PyTypeObject *)type);
     for (int i = 0; i < N_UNDELIVERED; i++) {
@@ -114,26 +88,14 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static Py_ssize_t varint_size(Py_ssize_t n) {
-    Py_ssize_t size = 1;
-    for (size_t v = (size_t)n; v > 0x7F; v >>= 7)
-        size++;
-    return size;
-}
-
 static char *put_entry(char *at, unsigned char tag, const char *data, Py_ssize_t n) {
     *at++ = (char)tag;
-    size_t v = (size_t)n;
-    while (v > 0x7F) {
-        *at++ = (char)((v & 0x7F) | 0x80);
-        v >>= 7;
-    }
-    *at++ = (char)v;
+    at = put_varint(at, (uint64_t)n);
     memcpy(at, data, (size_t)n);
     return at + n;
 }
 
-static Py_ssize_t entry_size(Py_ssize_t n) { return 1 + varint_size(n) + n; }
+static Py_ssize_t entry_size(Py_ssize_t n) { return 1 + varint_size((uint64_t)n) + n; }
 
 /* The record's wire fragment, its NULL_* flags, its null header positions and its header count, as
  * wire.encode gives them, into the four out-parameters (new references); 0 on success, 1 when the
