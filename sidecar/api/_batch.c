@@ -20,6 +20,12 @@
 /* Record slots read here, in this order (responses.py passes their names the same way). */
 enum { S_TOPIC, S_PARTITION, S_OFFSET, S_TIMESTAMP_MS, S_TIMESTAMP_TYPE, S_ATTEMPT, S_HEADER_COUNT,
        S_NULLS, S_NULL_HEADERS, S_WIRE, N_SLOTS };
+static const char *SLOT_NAMES[N_SLOTS] = {"topic", "partition", "offset", "timestamp_ms",
+                                          "timestamp_type", "attempt", "header_count", "nulls",
+                                          "null_headers", "wire"};
+/* The range of each number slot's field: int32, int64 or uint32 (as protobuf checks them). */
+enum { INT32, INT64, UINT32, ANY };
+static const int SLOT_RANGE[N_SLOTS] = {ANY, INT32, INT64, INT64, INT32, UINT32, UINT32, ANY, ANY, ANY};
 
 /* Field numbers, in this order. */
 enum { F_RECORDS, F_ACK_TIMEOUT, F_PARTITIONS, F_TOPIC, F_PARTITION, F_OFFSETS, F_NULL_KEYS,
@@ -50,6 +56,7 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O!O!(ll)", &PyType_Type, &type, &PyTuple_Type, &names, &PyTuple_Type,
                           &fields, &null_key, &null_value))
         return NULL;
+    S.ready = 0; /* until everything below is in place */
     if (PyTuple_GET_SIZE(fields) != N_FIELDS) {
         PyErr_Format(PyExc_ValueError, "expected %d field numbers", N_FIELDS);
         return NULL;
@@ -73,16 +80,31 @@ static PyObject *setup(PyObject *self, PyObject *args) {
 static PyObject *slot(PyObject *record, int which) {
     PyObject *value = *(PyObject **)((char *)record + S.offsets[which]);
     if (value == NULL)
-        PyErr_Format(PyExc_AttributeError, "a record in the batch has no %d-th slot set", which);
+        PyErr_Format(PyExc_AttributeError, "a record in the batch has no %s", SLOT_NAMES[which]);
     return value; /* borrowed */
+}
+
+/* An int, in the range of its field. Only an int (not anything with __index__): no Python code may
+ * run while the batch is measured and written, or it could change what was measured. */
+static int checked_int(PyObject *value, int range, const char *what, long long *out) {
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a record's %s is not an int: %R", what, value);
+        return -1;
+    }
+    *out = PyLong_AsLongLong(value);
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    if ((range == INT32 && (*out < INT32_MIN || *out > INT32_MAX)) ||
+        (range == UINT32 && (*out < 0 || *out > (long long)UINT32_MAX))) {
+        PyErr_Format(PyExc_ValueError, "a record's %s is out of range: %lld", what, *out);
+        return -1;
+    }
+    return 0;
 }
 
 static int int_slot(PyObject *record, int which, long long *out) {
     PyObject *value = slot(record, which);
-    if (value == NULL)
-        return -1;
-    *out = PyLong_AsLongLong(value);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+    return value == NULL ? -1 : checked_int(value, SLOT_RANGE[which], SLOT_NAMES[which], out);
 }
 
 typedef struct {
@@ -135,8 +157,8 @@ static int column_values(Group *g, PyObject **records, int column, char **at, Py
             return -1;
         }
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(positions); k++) {
-            long long p = PyLong_AsLongLong(PyTuple_GET_ITEM(positions, k));
-            if (p == -1 && PyErr_Occurred())
+            long long p;
+            if (checked_int(PyTuple_GET_ITEM(positions, k), UINT32, "null header position", &p))
                 return -1;
             if (at)
                 *at = put_varint(*at, (uint64_t)(base + p));
@@ -182,6 +204,9 @@ static int measure(Group *g, PyObject **records) {
     }
     for (int c = 0; c < N_COLUMNS; c++) {
         g->payload[c] = 0;
+        int nulls = c == C_NULL_KEYS || c == C_NULL_VALUES || c == C_NULL_HEADER_VALUES;
+        if ((nulls && !g->has_nulls) || (c == C_HEADER_COUNTS && !g->any_headers))
+            continue; /* not written (as in Python): not read either */
         if (column_values(g, records, c, NULL, &g->payload[c]))
             return -1;
         if (column_written(g, c))

@@ -64,6 +64,7 @@ static PyObject *setup(PyObject *self, PyObject *args) {
                           &PyTuple_Type, &undelivered, &record_bytes, &fk, &fv, &fhk, &fhv, &nk, &nv,
                           &nh, &encode))
         return NULL;
+    S.ready = 0; /* until everything below is in place */
     if (PyTuple_GET_SIZE(undelivered) != N_UNDELIVERED) {
         PyErr_Format(PyExc_ValueError, "expected %d undelivered values", N_UNDELIVERED);
         return NULL;
@@ -206,7 +207,8 @@ static int encode_in_python(PyObject *key, PyObject *value, PyObject *headers, P
         return -1;
     }
     *header_count = 0;
-    if (headers != Py_None && (*header_count = PyObject_Length(headers)) < 0) {
+    int any = PyObject_IsTrue(headers); /* as len(headers) if headers else 0 */
+    if (any < 0 || (any && (*header_count = PyObject_Length(headers)) < 0)) {
         Py_DECREF(encoded);
         return -1;
     }
@@ -226,8 +228,8 @@ static PyObject *make_record(PyObject *message, PyObject *timestamp, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "a message's timestamp() is not a (type, timestamp) pair");
         return NULL;
     }
-    if (!(key = call(message, N_KEY)) || !(value = call(message, N_VALUE)) ||
-        !(headers = call(message, N_HEADERS)))
+    if (!(key = call(message, N_KEY)) || !(headers = call(message, N_HEADERS)) ||
+        !(value = call(message, N_VALUE)))
         goto fail;
     int done = encode(key, value, headers, &wire, &nulls, &null_headers, &header_count);
     if (done == 1)
@@ -283,55 +285,62 @@ fail:
     return NULL;
 }
 
-/* from_fetch(messages, on_error) -> (records, nbytes): see records.from_fetch. */
+/* One message into records (or, if it is an error, to on_error); 0, or -1 with an error set. */
+static int take(PyObject *message, PyObject *on_error, PyObject *records, Py_ssize_t *nbytes) {
+    PyObject *error = call(message, N_ERROR);
+    if (error == NULL)
+        return -1;
+    if (error != Py_None) {
+        PyObject *ignored = PyObject_CallOneArg(on_error, error);
+        Py_DECREF(error);
+        Py_XDECREF(ignored);
+        return ignored == NULL ? -1 : 0;
+    }
+    Py_DECREF(error);
+    PyObject *timestamp = call(message, N_TIMESTAMP);
+    if (timestamp == NULL)
+        return -1;
+    Py_ssize_t size = 0;
+    PyObject *record = make_record(message, timestamp, &size);
+    Py_DECREF(timestamp);
+    if (record == NULL)
+        return -1;
+    int appended = PyList_Append(records, record);
+    Py_DECREF(record);
+    *nbytes += size;
+    return appended;
+}
+
+/* from_fetch(messages, on_error) -> (records, nbytes): see records.from_fetch.
+ *
+ * The messages are taken one at a time from an iterator, each held by a reference of its own while
+ * it is read, as the Python loop does: their methods and on_error are Python code, free to change
+ * the list they came in. */
 static PyObject *from_fetch(PyObject *self, PyObject *args) {
-    PyObject *messages, *on_error;
+    PyObject *messages, *on_error, *message;
     if (!PyArg_ParseTuple(args, "OO", &messages, &on_error))
         return NULL;
     if (!S.ready) {
         PyErr_SetString(PyExc_RuntimeError, "sidecar.core._fetch.setup() was not called");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(messages, "from_fetch takes a sequence of messages");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), nbytes = 0;
-    PyObject *records = PyList_New(0);
-    if (records == NULL)
+    PyObject *iterator = PyObject_GetIter(messages), *records = PyList_New(0);
+    Py_ssize_t nbytes = 0;
+    if (iterator == NULL || records == NULL)
         goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *message = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *error = call(message, N_ERROR);
-        if (error == NULL)
+    while ((message = PyIter_Next(iterator)) != NULL) {
+        int taken = take(message, on_error, records, &nbytes);
+        Py_DECREF(message);
+        if (taken < 0)
             goto fail;
-        if (error != Py_None) {
-            PyObject *ignored = PyObject_CallOneArg(on_error, error);
-            Py_DECREF(error);
-            if (ignored == NULL)
-                goto fail;
-            Py_DECREF(ignored);
-            continue;
-        }
-        Py_DECREF(error);
-        PyObject *timestamp = call(message, N_TIMESTAMP);
-        if (timestamp == NULL)
-            goto fail;
-        Py_ssize_t size = 0;
-        PyObject *record = make_record(message, timestamp, &size);
-        Py_DECREF(timestamp);
-        if (record == NULL)
-            goto fail;
-        int appended = PyList_Append(records, record);
-        Py_DECREF(record);
-        if (appended < 0)
-            goto fail;
-        nbytes += size;
     }
-    Py_DECREF(seq);
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(iterator);
     return Py_BuildValue("(Nn)", records, nbytes);
 
 fail:
-    Py_DECREF(seq);
+    Py_XDECREF(iterator);
     Py_XDECREF(records);
     return NULL;
 }

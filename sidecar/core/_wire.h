@@ -20,7 +20,8 @@ static int slot_offsets(PyObject *type, PyObject *names, Py_ssize_t *offsets, Py
         if (descr == NULL)
             return -1;
         int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+                 PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(descr)); /* type's own */
         if (ok)
             offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
         Py_DECREF(descr);
