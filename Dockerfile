@@ -14,8 +14,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# A C compiler for the package's one extension (sidecar/core/_fetch.c); it stays in this stage. Its
-# version does not matter to the image (the extension uses the stable C API of the base's Python).
+# A C compiler for the package's compiled hot path (sidecar/core/_fetch.c, sidecar/api/_batch.c),
+# built against the base's own Python headers; the compiler stays in this stage.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends gcc libc6-dev \

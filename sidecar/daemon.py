@@ -18,12 +18,11 @@ import time
 
 import uvloop
 
-from sidecar.api import responses
+from sidecar import compiled
 from sidecar.api.service import Server
 from sidecar.api.transport_security import CertificateFiles, TokenFile
 from sidecar.assembly import build
 from sidecar.config import Config
-from sidecar.core import records
 from sidecar.group import Member
 from sidecar.ops import metrics
 from sidecar.ops.collector import Collector
@@ -97,10 +96,11 @@ async def serve(config: Config) -> int:
         _membership(config),
     )
 
-    if not (records.COMPILED and responses.COMPILED):
+    if uncompiled := compiled.missing():
         log.warning(
-            "the compiled hot path (sidecar/core/_fetch.c, sidecar/api/_batch.c) is not built: installed"
-            " without a C compiler, the sidecar runs the same code in Python, at about 1 us more per record"
+            "%s not built (installed without a C compiler): the sidecar runs the same code in Python, at"
+            " about 1 us more per record",
+            ", ".join(uncompiled),
         )
 
     stop = asyncio.Event()

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar import compiled
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.api import responses
 from sidecar.api.responses import records_response, records_response_python
 from sidecar.core import records as records_module
 from sidecar.core import wire
@@ -265,8 +265,7 @@ def test_records_from_a_fetch_are_those_made_one_by_one(
 def test_the_compiled_hot_path_is_built() -> None:
     """The installs the project makes (``pip install -e .``, ``.ci/install-app``, the image) have a C
     compiler: without it the sidecar would quietly run the slower Python code."""
-    assert records_module.COMPILED, "sidecar/core/_fetch.c was not built: is there a C compiler?"
-    assert responses.COMPILED, "sidecar/api/_batch.c was not built: is there a C compiler?"
+    assert compiled.missing() == [], "not built: is there a C compiler?"
     assert from_fetch is not from_fetch_python
     assert records_response is not records_response_python
 

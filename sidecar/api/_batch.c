@@ -112,9 +112,7 @@ typedef struct {
     long long partition;
     Py_ssize_t first;     /* into the order array */
     Py_ssize_t count;
-    Py_ssize_t has_nulls; /* any record with a null: the null columns are written (as Python does) */
-    Py_ssize_t any_headers;
-    Py_ssize_t payload[N_COLUMNS]; /* packed payload sizes */
+    Py_ssize_t payload[N_COLUMNS]; /* packed payload sizes; 0: the column is left out */
     Py_ssize_t length;             /* the PartitionRecords message's */
 } Group;
 
@@ -170,19 +168,9 @@ static int column_values(Group *g, PyObject **records, int column, char **at, Py
     return 0;
 }
 
-static int column_written(Group *g, int column) {
-    if (g->payload[column] == 0)
-        return 0; /* an empty repeated field is left out */
-    if (column == C_HEADER_COUNTS)
-        return g->any_headers > 0;
-    if (column == C_NULL_KEYS || column == C_NULL_VALUES || column == C_NULL_HEADER_VALUES)
-        return g->has_nulls > 0;
-    return 1;
-}
-
 /* Pass 1 for one partition: its columns' sizes and the message's length. */
 static int measure(Group *g, PyObject **records) {
-    Py_ssize_t topic_len = 0, length = 0;
+    Py_ssize_t topic_len = 0, length = 0, has_nulls = 0, any_headers = 0;
     if (PyUnicode_AsUTF8AndSize(g->topic, &topic_len) == NULL)
         return -1;
     if (topic_len)
@@ -199,17 +187,19 @@ static int measure(Group *g, PyObject **records) {
             return -1;
         }
         length += PyBytes_GET_SIZE(fragment);
-        g->has_nulls += nulls != 0;
-        g->any_headers += headers != 0;
+        has_nulls += nulls != 0;
+        any_headers += headers != 0;
     }
     for (int c = 0; c < N_COLUMNS; c++) {
         g->payload[c] = 0;
         int nulls = c == C_NULL_KEYS || c == C_NULL_VALUES || c == C_NULL_HEADER_VALUES;
-        if ((nulls && !g->has_nulls) || (c == C_HEADER_COUNTS && !g->any_headers))
-            continue; /* not written (as in Python): not read either */
+        /* As in Python: the null columns only if a record has a null, the header counts only if a
+         * record has headers; then, as protobuf does, an empty column is left out. */
+        if ((nulls && !has_nulls) || (c == C_HEADER_COUNTS && !any_headers))
+            continue;
         if (column_values(g, records, c, NULL, &g->payload[c]))
             return -1;
-        if (column_written(g, c))
+        if (g->payload[c])
             length += 1 + varint_size((uint64_t)g->payload[c]) + g->payload[c];
     }
     g->length = length;
@@ -233,7 +223,7 @@ static int write_group(Group *g, PyObject **records, char **at) {
         *at = put_varint(*at, (uint64_t)g->partition);
     }
     for (int c = 0; c < N_COLUMNS; c++) {
-        if (!column_written(g, c))
+        if (!g->payload[c])
             continue;
         *(*at)++ = (char)S.tags[COLUMN_FIELD[c]];
         *at = put_varint(*at, (uint64_t)g->payload[c]);
