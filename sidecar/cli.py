@@ -29,7 +29,7 @@ def _check_with_librdkafka(config: Config) -> None:
     from confluent_kafka import KafkaException
 
     from sidecar.consumer.member import check_kafka_config
-    from sidecar.share.member import check_share_kafka_config
+    from sidecar.share.group_config import check_share_kafka_config
 
     try:
         if config.share:
@@ -131,5 +131,5 @@ def main(argv: list[str] | None = None) -> int:
     from sidecar import daemon
     from sidecar.ops import logs
 
-    logs.setup(config.log_level, config.log_format)
+    logs.setup(config.log_level, config.log_format, kafka_debug=bool(config.kafka.get("debug")))
     return daemon.run(config)

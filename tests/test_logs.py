@@ -38,3 +38,20 @@ def test_text_format_and_level(capsys: pytest.CaptureFixture[str]) -> None:
     assert "hidden" not in err
     assert "WARNING" in err
     assert "shown" in err
+
+
+@pytest.mark.parametrize("kafka_debug", [False, True])
+def test_librdkafka_debug_lines_show_when_kafka_debug_asks_for_them(
+    capsys: pytest.CaptureFixture[str], kafka_debug: bool
+) -> None:
+    librdkafka = logging.getLogger("librdkafka")
+    saved = librdkafka.level
+    try:
+        logs.setup("INFO", "text", kafka_debug=kafka_debug)
+        librdkafka.debug("SHAREFETCH [consumer-1]: Sending ShareFetch Request")
+        logging.getLogger("sidecar.test").debug("the sidecar's own debug line")
+        err = capsys.readouterr().err
+    finally:
+        librdkafka.setLevel(saved)
+    assert ("Sending ShareFetch Request" in err) is kafka_debug
+    assert "the sidecar's own debug line" not in err

@@ -17,7 +17,8 @@ from pythonjsonlogger.json import JsonFormatter
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup(level: str, fmt: str) -> None:
+def setup(level: str, fmt: str, kafka_debug: bool = False) -> None:
+    """Log to stderr at ``level``; librdkafka's debug lines only with ``kafka_debug`` (KAFKA_DEBUG set)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
@@ -30,9 +31,10 @@ def setup(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # librdkafka's own debug output is only wanted when asked for with KAFKA_DEBUG.
+    # librdkafka writes debug lines only for the contexts KAFKA_DEBUG names: then they are wanted, at any
+    # SIDECAR_LOG_LEVEL. Otherwise the sidecar's DEBUG level does not take librdkafka's with it.
     librdkafka = logging.getLogger("librdkafka")
-    librdkafka.setLevel(max(logging.getLevelName(level), logging.INFO))
+    librdkafka.setLevel(logging.DEBUG if kafka_debug else max(logging.getLevelName(level), logging.INFO))
     librdkafka.addFilter(ConnectionFailures())
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
 

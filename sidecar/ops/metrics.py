@@ -54,7 +54,8 @@ SHARE_ACCEPTED = Counter("kafka_sidecar_share_records_accepted", "Records acknow
 SHARE_RELEASED = Counter(
     "kafka_sidecar_share_records_released",
     "Records acknowledged RELEASE, back to the group for another delivery, by why: nacked, "
-    "stream_ended, hold_ended (the lock was about to end) or drain (shutdown)",
+    "stream_ended, hold_ended (the lock was about to end), unclaimed (its hold ended before any app "
+    "stream took it) or drain (shutdown)",
     ["why"],
 )
 SHARE_REJECTED = Counter(

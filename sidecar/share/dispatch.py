@@ -12,7 +12,8 @@ per record, which the pipeline hands to the consumer that acquired it:
 * an app stream that ends -> RELEASE of what it held, at once;
 * a record still held when its *hold* ends (the lock less a margin, or the ack timeout if shorter)
   -> RELEASE before the broker's lock runs out, so the consumer can poll again, and a later ack is
-  answered as stale;
+  answered as stale; one no app stream took in time is released too, but counted apart (``unclaimed``):
+  the broker counted a delivery for it that no app saw;
 * the last allowed delivery (the group's ``share.delivery.count.limit``, or SIDECAR_MAX_DELIVERY_ATTEMPTS
   if lower) nacked or timed out -> given up: dead-lettered (then ACCEPT) or REJECT.
 
@@ -341,8 +342,10 @@ class ShareDispatcher:
     def _time_out(self, record: Record) -> None:
         if record.stream and self._exhausted(record):
             self._give_up(record, "its lease ended on its last allowed delivery")
-        else:
+        elif record.stream or record.avoid:
             self._decide(record, Decision.RELEASE, Why.HOLD_ENDED)
+        else:  # still waiting for a stream
+            self._decide(record, Decision.RELEASE, Why.UNCLAIMED)
 
     # -- dead letters -----------------------------------------------------------------------------
 

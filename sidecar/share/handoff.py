@@ -48,7 +48,7 @@ class ShareHandoff:
         self._side = side
         self._queues: list[queue.SimpleQueue[list[Ack]]] = [queue.SimpleQueue() for _ in range(consumers)]
         self._wanted = 0  # written by the loop after each pump: > 0 lets a settled consumer poll
-        self.closing = False  # written by the loop at shutdown: settle, commit and close
+        self.closing = False  # written by the loop at shutdown: idle consumers close, the others once settled
         self.closed: asyncio.Future[None] = loop.create_future()
         # Acquiring a record counts a delivery at the broker, so records are polled only for credit
         # that is not covered yet. A poll under way covers up to ``poll_records`` (max.poll.records)

@@ -17,6 +17,12 @@ counts a delivery) that no app would take. A poll may still return more than wan
 batches. A consumer with nothing wanted for half the poll interval leaves the group
 (``unsubscribe``), since a member that does not fetch keeps its partitions from the others, and joins
 again when it is wanted.
+
+librdkafka fetches in the background while a consumer is subscribed and holds nothing, whether it is
+polled or not, and a fetch acquires (counts a delivery of) whatever the group has available. So at
+shutdown the consumers that hold nothing close first, and only then do the others send their
+releases: released the other way round, the records were fetched again by the closing consumers and
+came back to the next member with two or three deliveries counted that no app saw.
 """
 
 from __future__ import annotations
@@ -34,16 +40,15 @@ from confluent_kafka import (
     ShareConsumer,
 )
 from confluent_kafka import TopicPartition as KafkaTopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from sidecar.config import Config
 from sidecar.consumer.lag import LagMonitor
 from sidecar.core.records import Record, from_fetch
 from sidecar.kafka.client_events import ClientEvents
-from sidecar.kafka.deadletter import producer_config
 from sidecar.kafka.reachability import Reachability
 from sidecar.ops import metrics
-from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
+from sidecar.share.group_config import read_group_terms
+from sidecar.share.handoff import Ack, ShareHandoff
 from sidecar.share.terms import Decision, hold_seconds
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,7 @@ WAIT_S = 0.05  # how long a consumer waits for decisions before looking around a
 FLUSH_S = 0.1  # accepts of a partly decided poll are sent at most this often
 ANSWER_WAIT_S = 3.0  # after going quiet, how long answers to the last poll's acks are listened for
 SAFETY_S = 5.0  # a poll still undecided this long after its hold: the consumer releases it itself
-GROUP_TERMS_TIMEOUT_S = 10.0
+CLOSE_ORDER_S = 5.0  # at shutdown, how long a consumer holding records waits for the idle ones to close
 MAX_POLL_RECORDS = "500"  # records one poll acquires, unless KAFKA_MAX_POLL_RECORDS says (soft)
 
 _ACK_TYPES = {
@@ -65,51 +70,6 @@ _ACK_TYPES = {
 CAN_RENEW = hasattr(AcknowledgeType, "RENEW")
 if CAN_RENEW:  # pragma: no cover - not in librdkafka yet
     _ACK_TYPES[Decision.RENEW] = AcknowledgeType.RENEW  # type: ignore[attr-defined]
-_TERM_NAMES = {
-    "share.record.lock.duration.ms": "lock_ms",
-    "share.delivery.count.limit": "delivery_limit",
-    "share.auto.offset.reset": "auto_offset_reset",
-}
-
-
-def check_share_kafka_config(conf: dict[str, str]) -> None:
-    """Let librdkafka's share consumer judge every property, without connecting anywhere.
-
-    Raises ``KafkaException`` naming the property (librdkafka refuses some with ``ValueError``, which
-    is raised as one).
-    """
-    try:
-        probe = ShareConsumer({**conf, "bootstrap.servers": ""})
-    except ValueError as exc:
-        raise KafkaException(KafkaError(KafkaError._INVALID_ARG, str(exc))) from None
-    probe.close()
-
-
-def read_group_terms(kafka: dict[str, str], group: str) -> GroupTerms:
-    """The group's lock duration, delivery limit and start position, as the broker describes them.
-
-    Falls back to Kafka's defaults (and says so) when the broker does not answer or the principal may
-    not describe the group's configuration.
-    """
-    conf: dict[str, str | int | float | bool] = {
-        k: v for k, v in producer_config(kafka).items() if k not in ("enable.idempotence", "acks")
-    }
-    admin = AdminClient(conf)
-    try:
-        future = admin.describe_configs([ConfigResource("GROUP", group)])
-        entries = next(iter(future.values())).result(timeout=GROUP_TERMS_TIMEOUT_S)
-    except (KafkaException, TimeoutError) as exc:
-        log.warning(
-            "could not read share group %s's configuration (%s): assuming Kafka's defaults, a %d ms lock "
-            "and %d deliveries", group, exc, GroupTerms.lock_ms, GroupTerms.delivery_limit,
-        )  # fmt: skip
-        return GroupTerms()
-    found: dict[str, object] = {"read": True}
-    for name, field in _TERM_NAMES.items():
-        entry = entries.get(name)
-        if entry is not None and entry.value is not None:
-            found[field] = entry.value if field == "auto_offset_reset" else int(entry.value)
-    return GroupTerms(**found)  # type: ignore[arg-type]
 
 
 class ShareMember:
@@ -131,6 +91,7 @@ class ShareMember:
             for i in range(handoff.consumers)
         ]
         self._turns = [time.monotonic()] * handoff.consumers
+        self._loops: list[_ConsumerLoop | None] = [None] * handoff.consumers
         self._polling = [False] * handoff.consumers
         self.joined = threading.Event()
         self.error: BaseException | None = None
@@ -181,16 +142,28 @@ class ShareMember:
         """A share group has no per-member lag."""
         return None
 
+    def fetching_besides(self, index: int) -> bool:
+        """Whether a consumer other than ``index`` may be fetching in the background: subscribed, not
+        closed, and holding no records (librdkafka does not fetch for a consumer that holds some)."""
+        return any(
+            loop is not None and loop.subscribed and not loop.closed and not loop.outstanding
+            for i, loop in enumerate(self._loops)
+            if i != index
+        )
+
     # -- one consumer's thread --------------------------------------------------------------------
 
     def _run(self, index: int) -> None:
         error: BaseException | None = None
         try:
-            _ConsumerLoop(self, index).run()
+            loop = self._loops[index] = _ConsumerLoop(self, index)
+            loop.run()
         except BaseException as exc:  # reported to the loop, which shuts the sidecar down
             log.exception("share consumer %d failed", index)
             error = exc
         finally:
+            if (loop_ := self._loops[index]) is not None:
+                loop_.closed = True
             self._left += 1
             if error is not None:
                 self.error = error
@@ -220,11 +193,14 @@ class _ConsumerLoop:
         self.outstanding: set[tuple[str, int, int]] = set()
         self.polled_at = time.monotonic()
         self.subscribed = False
+        self.closed = False
         self.unsent = False  # decisions applied and not yet sent
+        self.urgent = False  # an unsent decision should reach the broker at once (held back at shutdown)
         self.quiet = True  # not polling, and the broker has answered what was sent
         self.answers_until = 0.0  # while quiet, listen for answers to the last poll's acks until then
         self.flushed_at = 0.0
         self.no_turn = False  # the last try found another consumer polling, or the demand covered
+        self.close_order_until = 0.0  # at shutdown: until when releases wait for idle consumers to close
         self.seen = 0  # the handoff's generation when it last looked for a turn
 
     def run(self) -> None:
@@ -241,12 +217,14 @@ class _ConsumerLoop:
                     handoff.wait_turn(self.seen, WAIT_S)
                 acks = handoff.decisions(index, 0.0)
             self.seen = handoff.generation  # before the looks below that may find no turn
-            urgent = self._apply(acks)
+            self.urgent = self._apply(acks) or self.urgent
             if self.outstanding:
-                self._flush(urgent)
+                if not (handoff.closing and self._others_fetching()):
+                    self._flush(self.urgent)
                 self._release_overdue(now)
                 continue
             if handoff.closing:
+                self._wait_for_others()
                 self._close()
                 return
             if handoff.wanted <= 0 or member.held >= member._buffer_max:
@@ -332,10 +310,27 @@ class _ConsumerLoop:
             urgent = urgent or decision is not Decision.ACCEPT
         return urgent
 
+    def _others_fetching(self) -> bool:
+        """At shutdown: another consumer may still fetch what this one would release (see the module
+        docstring). Waits for them at most ``CLOSE_ORDER_S`` from the first look."""
+        if not self.member.fetching_besides(self.index):
+            return False
+        if self.close_order_until == 0.0:
+            self.close_order_until = time.monotonic() + CLOSE_ORDER_S
+        return time.monotonic() < self.close_order_until
+
+    def _wait_for_others(self) -> None:
+        """Before a close that sends this consumer's last decisions, let the idle consumers close."""
+        if not self.unsent:
+            return
+        while self._others_fetching():
+            time.sleep(0.01)
+
     def _flush(self, urgent: bool) -> None:
         """Send decisions of a partly decided poll (a whole one goes with the next poll)."""
         now = time.monotonic()
         if self.unsent and (urgent or now - self.flushed_at >= FLUSH_S):
+            self.urgent = False
             self.consumer.commit_async()
             log.debug(
                 "share consumer %d: sent decisions, %d records undecided", self.index, len(self.outstanding)

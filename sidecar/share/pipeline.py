@@ -5,8 +5,9 @@ Records the consumers acquired go into the dispatcher; after every change the pi
 credit allows, sends each consumer the decisions about its records, writes dead letters (a record is
 accepted once its dead letter is written), and tells the consumers how many records the app streams
 want (they poll only then). There are no commits of its own to make, no assignment and no revokes:
-the broker keeps the state. Shutdown stops delivery, waits for in-flight acks up to the drain timeout,
-releases the rest at once and closes the consumers.
+the broker keeps the state. Shutdown closes the consumers that hold no records (they would fetch what
+the others release), stops delivery, waits for in-flight acks up to the drain timeout, releases the
+rest at once and closes the other consumers.
 
 It imports neither librdkafka nor gRPC.
 """
@@ -27,9 +28,11 @@ from sidecar.ops import metrics
 from sidecar.pipeline_base import PipelineBase
 from sidecar.share.dispatch import ShareDispatcher
 from sidecar.share.handoff import Ack, GroupTerms, ShareHandoff
-from sidecar.share.terms import Decision, hold_seconds
+from sidecar.share.terms import Decision, Why, hold_seconds
 
 log = logging.getLogger(__name__)
+
+UNCLAIMED_WARN_S = 60.0  # records released unclaimed are reported at most this often
 
 
 class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
@@ -48,6 +51,8 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
         self._max_poll_s = max_poll_s
         self.held_by_member: Callable[[int], None] = lambda held: None
         self.terms = GroupTerms()
+        self._unclaimed = 0  # released unclaimed since the last report
+        self._unclaimed_reported = -UNCLAIMED_WARN_S
 
     # -- what the service and the daemon read ---------------------------------------------------
 
@@ -118,6 +123,28 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
         metrics.SHARE_REJECTED.inc(counts[Decision.REJECT])
         for label, count in released.items():
             metrics.SHARE_RELEASED.labels(label).inc(count)
+        if Why.UNCLAIMED.value in released:
+            self._report_unclaimed(released[Why.UNCLAIMED.value])
+
+    def _report_unclaimed(self, count: int) -> None:
+        """Records that waited their whole hold for an app stream: the broker counted a delivery for
+        each that no app saw, and a record goes on like this until the group gives it up. Said at once,
+        then at most every ``UNCLAIMED_WARN_S``, with what to change."""
+        self._unclaimed += count
+        now = time.monotonic()
+        if now - self._unclaimed_reported < UNCLAIMED_WARN_S:
+            return
+        terms = self._dispatcher.terms
+        log.warning(
+            "%d records waited their whole hold (%.1f s) without an app stream to take them and went back "
+            "to the share group, each with a delivery counted (given up after %d): the apps handle fewer "
+            "records per lock than one poll acquires. Add app streams, raise the group's "
+            "share.record.lock.duration.ms, or lower KAFKA_MAX_POLL_RECORDS (which helps where producer "
+            "batches are smaller: the broker hands out whole batches)",
+            self._unclaimed, terms.hold_s, terms.max_attempts,
+        )  # fmt: skip
+        self._unclaimed = 0
+        self._unclaimed_reported = now
 
     def _report_given_up(self) -> None:
         for letter in self._dispatcher.given_up:
@@ -193,8 +220,12 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
                 self._pump()
 
     async def shutdown(self, drain_timeout_s: float, close_timeout_s: float) -> None:
-        """Stop delivering, wait for in-flight acks, release the rest, close the consumers."""
+        """Close the consumers that hold nothing, stop delivering, wait for in-flight acks, release the
+        rest, close the other consumers (they send their releases after the first have closed)."""
         dispatcher = self._dispatcher
+        handoff = self.handoff
+        handoff.closing = True
+        handoff.wake()
         dispatcher.stop_delivering()
         in_flight = dispatcher.in_flight_records
         waited = await self._wait_settled(
@@ -210,8 +241,6 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
             "drained in %.3fs: %d records were in flight, %d unacked; %d records released to the share group",
             waited, in_flight, unacked, released,
         )  # fmt: skip
-        handoff = self.handoff
-        handoff.closing = True
         handoff.wake()
         try:
             await asyncio.wait_for(asyncio.shield(handoff.closed), close_timeout_s)

@@ -39,6 +39,7 @@ class Why(enum.Enum):
     NACKED = "nacked"
     STREAM_ENDED = "stream_ended"
     HOLD_ENDED = "hold_ended"
+    UNCLAIMED = "unclaimed"  # the hold ended before any app stream took the record
     DRAIN = "drain"
 
 
