@@ -18,11 +18,14 @@ batches. A consumer with nothing wanted for half the poll interval leaves the gr
 (``unsubscribe``), since a member that does not fetch keeps its partitions from the others, and joins
 again when it is wanted.
 
-librdkafka fetches in the background while a consumer is subscribed and holds nothing, whether it is
-polled or not, and a fetch acquires (counts a delivery of) whatever the group has available. So at
-shutdown the consumers that hold nothing close first, and only then do the others send their
-releases: released the other way round, the records were fetched again by the closing consumers and
-came back to the next member with two or three deliveries counted that no app saw.
+A poll that finds nothing leaves the consumer *armed*: librdkafka fetches on for it in the
+background until it has acquired something (which counts a delivery and starts the lock), polled or
+not. So an armed consumer polls at every turn of its loop, wanted or not, and hands over what it got:
+the hold then starts when the lock did, not at the consumer's next turn, seconds later (then acks came
+after the lock had ended and records reached the app twice). And at shutdown the consumers that hold
+nothing close first, and only then do the others send their releases: released the other way round,
+the records were fetched again by the closing consumers and came back to the next member with two or
+three deliveries counted that no app saw.
 """
 
 from __future__ import annotations
@@ -193,6 +196,7 @@ class _ConsumerLoop:
         self.outstanding: set[tuple[str, int, int]] = set()
         self.polled_at = time.monotonic()
         self.subscribed = False
+        self.armed = False  # its last poll found nothing: librdkafka fetches on (module docstring)
         self.closed = False
         self.unsent = False  # decisions applied and not yet sent
         self.urgent = False  # an unsent decision should reach the broker at once (held back at shutdown)
@@ -213,8 +217,8 @@ class _ConsumerLoop:
             if self.outstanding or handoff.closing:  # decisions for its records are what it waits for
                 acks = handoff.decisions(index, WAIT_S)
             else:
-                if self.no_turn or handoff.wanted <= 0:  # until a turn ends or the demand grows
-                    handoff.wait_turn(self.seen, WAIT_S)
+                if not self.armed and (self.no_turn or handoff.wanted <= 0):  # until a turn ends or
+                    handoff.wait_turn(self.seen, WAIT_S)  # the demand grows
                 acks = handoff.decisions(index, 0.0)
             self.seen = handoff.generation  # before the looks below that may find no turn
             self.urgent = self._apply(acks) or self.urgent
@@ -227,6 +231,9 @@ class _ConsumerLoop:
                 self._wait_for_others()
                 self._close()
                 return
+            if self.armed:  # librdkafka fetches on for it: collect what that acquires, wanted or not,
+                self._poll()  # so that the records' hold starts now and their locks are watched
+                continue
             if handoff.wanted <= 0 or member.held >= member._buffer_max:
                 member._polling[index] = False
                 if not self.quiet:  # no poll will carry the last decisions: send them now
@@ -256,7 +263,8 @@ class _ConsumerLoop:
             self.no_turn = not got  # nothing for this one: let the others have the turn for a while
 
     def _poll(self) -> int:
-        """Poll once (during this consumer's turn); returns how many records it handed over."""
+        """Poll once (during this consumer's turn, or while armed); returns how many records it handed
+        over. A poll that hands over nothing leaves the consumer armed (see the module docstring)."""
         try:
             messages = self.consumer.poll(POLL_TIMEOUT_S)
         except KafkaException as exc:
@@ -269,18 +277,21 @@ class _ConsumerLoop:
         self.unsent = False
         if not self.member.joined.is_set():  # the broker answered (its configuration was not readable)
             self.member.joined.set()
-        if not messages:
+        records = self._records(messages) if messages else []
+        self._arm(not records)
+        if not records:
             return 0
-        records = self._records(messages)
         log.debug("share consumer %d: polled %d records", self.index, len(records))
-        if records:
-            self.outstanding = {(r.topic, r.partition, r.offset) for r in records}
-            metrics.SHARE_ACQUIRED.inc(len(records))
-            metrics.RECORDS_RECEIVED.inc(len(records))
-            self.handoff.records(self.index, records)
-            if self.member.reach.troubled:
-                self.member.reach.contact()
+        self.outstanding = {(r.topic, r.partition, r.offset) for r in records}
+        metrics.SHARE_ACQUIRED.inc(len(records))
+        metrics.RECORDS_RECEIVED.inc(len(records))
+        self.handoff.records(self.index, records)
+        if self.member.reach.troubled:
+            self.member.reach.contact()
         return len(records)
+
+    def _arm(self, armed: bool) -> None:
+        self.armed = armed
 
     def _records(self, messages: Iterable[Message]) -> list[Record]:
         """The records of a poll (as the classic member makes them), each with its delivery count."""
@@ -370,6 +381,7 @@ class _ConsumerLoop:
         )
         self.consumer.unsubscribe()
         self.subscribed = False
+        self._arm(False)
 
     def _close(self) -> None:
         try:
