@@ -135,13 +135,17 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
         if now - self._unclaimed_reported < UNCLAIMED_WARN_S:
             return
         terms = self._dispatcher.terms
+        why = (
+            "no app stream is connected to take them"
+            if not self._dispatcher.stream_count
+            else "the apps handle fewer records per lock than one poll acquires. Add app streams, raise "
+            "the group's share.record.lock.duration.ms, or lower KAFKA_MAX_POLL_RECORDS (which helps "
+            "where producer batches are smaller: the broker hands out whole batches)"
+        )
         log.warning(
             "%d records waited their whole hold (%.1f s) without an app stream to take them and went back "
-            "to the share group, each with a delivery counted (given up after %d): the apps handle fewer "
-            "records per lock than one poll acquires. Add app streams, raise the group's "
-            "share.record.lock.duration.ms, or lower KAFKA_MAX_POLL_RECORDS (which helps where producer "
-            "batches are smaller: the broker hands out whole batches)",
-            self._unclaimed, terms.hold_s, terms.max_attempts,
+            "to the share group, each with a delivery counted (given up after %d): %s",
+            self._unclaimed, terms.hold_s, terms.max_attempts, why,
         )  # fmt: skip
         self._unclaimed = 0
         self._unclaimed_reported = now
