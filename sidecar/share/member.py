@@ -278,7 +278,7 @@ class _ConsumerLoop:
         if not self.member.joined.is_set():  # the broker answered (its configuration was not readable)
             self.member.joined.set()
         records = self._records(messages) if messages else []
-        self._arm(not records)
+        self.armed = not records
         if not records:
             return 0
         log.debug("share consumer %d: polled %d records", self.index, len(records))
@@ -289,9 +289,6 @@ class _ConsumerLoop:
         if self.member.reach.troubled:
             self.member.reach.contact()
         return len(records)
-
-    def _arm(self, armed: bool) -> None:
-        self.armed = armed
 
     def _records(self, messages: Iterable[Message]) -> list[Record]:
         """The records of a poll (as the classic member makes them), each with its delivery count."""
@@ -381,7 +378,7 @@ class _ConsumerLoop:
         )
         self.consumer.unsubscribe()
         self.subscribed = False
-        self._arm(False)
+        self.armed = False
 
     def _close(self) -> None:
         try:
