@@ -64,9 +64,17 @@ def test_two_sidecars_split_the_records_none_lost_none_accepted_twice(
 ) -> None:
     topic = new_topic(4, bootstrap=kafka.bootstrap)
     share_group(kafka.bootstrap, group_id)
-    sidecars = [_sidecar(sidecar_factory, kafka, topic, group_id) for _ in range(2)]
+    # A fetch takes up to max.poll.records (500 by default) and whole producer batches: 2,000 records
+    # written at once went to the first four fetches, sometimes all of one sidecar. Small batches and
+    # 100 records a fetch make twenty acquisitions of it, over a few seconds.
+    sidecars = [
+        _sidecar(sidecar_factory, kafka, topic, group_id, KAFKA_MAX_POLL_RECORDS="100") for _ in range(2)
+    ]
     apps = [AckingApp(s.grpc_address, credit=20, handle_s=0.01) for s in sidecars for _ in range(2)]
-    report = produce(kafka.bootstrap, topic, 2000)
+    report = produce(kafka.bootstrap, topic, 50)
+    for start in range(50, 2000, 50):
+        report = report.merge(produce(kafka.bootstrap, topic, 50, start=start))
+        time.sleep(0.05)
     try:
         wait_for(
             "every record acked", lambda: len({k for a in apps for k in _keys(a.acked)}) >= report.count, 90
