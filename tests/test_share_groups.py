@@ -335,7 +335,7 @@ def test_an_app_that_keeps_up_with_a_steady_producer_gets_each_record_once(
     kafka: ApacheKafka, new_topic: TopicFactory, sidecar_factory: SidecarFactory, group_id: str
 ) -> None:
     """The steady state: every record reaches the app once, on its first delivery, and every ack is in
-    time. (At 80% of the app's capacity rather than 40%, it fell behind in one run of six and records
+    time. (At 80% of the app's capacity rather than 40%, it fell behind in one run of twelve and records
     waited past their hold: explicit acknowledgement couples a poll's records, which costs capacity.)"""
     topic = new_topic(2, bootstrap=kafka.bootstrap)
     share_group(kafka.bootstrap, group_id, lock_ms=10_000)
