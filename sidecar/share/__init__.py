@@ -6,5 +6,7 @@ assignment or revokes of its own.
   decision per record within the record's hold;
 - ``pipeline``: the event-loop side (the ``Group`` the service and daemon see);
 - ``handoff``: where the share consumers' threads and the loop meet;
-- ``member``: the share consumers, each on its own thread (the only share code that talks to librdkafka).
+- ``member``: the share consumers, each on its own thread (the only share code that consumes);
+- ``group_config``: what the member asks Kafka before its consumers start (the group's terms, and
+  librdkafka's check of the share consumer's properties).
 """

@@ -1,6 +1,6 @@
 """The share-group member: several librdkafka share consumers, each on a thread of its own.
 
-The only share-group code that talks to librdkafka. In explicit acknowledgement mode every record
+The only share-group code that consumes. In explicit acknowledgement mode every record
 of a poll must be acknowledged before the same consumer may poll again, and each consumer must poll
 within ``max.poll.interval.ms``. One slow record would therefore stop one consumer: so there are
 several (SIDECAR_SHARE_CONSUMERS), each with its own poll cycle, and the pipeline releases any record

@@ -245,8 +245,7 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
             "drained in %.3fs: %d records were in flight, %d unacked; %d records released to the share group",
             waited, in_flight, unacked, released,
         )  # fmt: skip
-        handoff.wake()
-        try:
+        try:  # the releases above woke the consumers holding records; the others have closed
             await asyncio.wait_for(asyncio.shield(handoff.closed), close_timeout_s)
         except asyncio.TimeoutError:
             log.error("share consumers did not close in %.0fs", close_timeout_s)
