@@ -1,9 +1,11 @@
-"""The compiled hot path: ``sidecar/core/_fetch.c`` (``records.from_fetch``) and
+"""The compiled hot path: ``sidecar/core/_fetch.c`` (``records.from_fetch``),
+``sidecar/core/_bulk.c`` (the dispatcher's per-record loops, ``sidecar.core.bulk``) and
 ``sidecar/api/_batch.c`` (``responses.records_response``); everything else about the package is in
 pyproject.toml.
 
-Both are optional: built without a C compiler, the package runs the same code in Python
-(``records.COMPILED`` and ``responses.COMPILED`` say which, and the daemon warns at start).
+All are optional: built without a C compiler, the package runs the same code in Python
+(``records.COMPILED``, ``bulk.COMPILED`` and ``responses.COMPILED`` say which, and the daemon warns at
+start).
 """
 
 from setuptools import Extension, setup
@@ -14,6 +16,7 @@ SHARED = {"include_dirs": ["sidecar/core"], "depends": ["sidecar/core/_wire.h"],
 setup(
     ext_modules=[
         Extension("sidecar.core._fetch", ["sidecar/core/_fetch.c"], **SHARED),
+        Extension("sidecar.core._bulk", ["sidecar/core/_bulk.c"], **SHARED),
         Extension("sidecar.api._batch", ["sidecar/api/_batch.c"], **SHARED),
     ]
 )

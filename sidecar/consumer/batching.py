@@ -17,6 +17,7 @@ import itertools
 from sidecar.consumer.dispatch_state import DispatchState
 from sidecar.consumer.lanes import UNLIMITED, Lane, Partition
 from sidecar.consumer.streams import Stream, Streams
+from sidecar.core import bulk
 from sidecar.core.delivery import Ordering
 from sidecar.core.records import Record
 
@@ -137,9 +138,9 @@ class Batcher:
         full = wanted > count
         if not count:
             return 0, 0, full
-        sizes = [r.size for r in itertools.islice(queue, count)]
-        added = sum(sizes)
-        if added > room_bytes:
+        added = bulk.queue_size(queue, count)
+        if added > room_bytes:  # the bytes limit cuts the share short: find where, record by record
+            sizes = [r.size for r in itertools.islice(queue, count)]
             count = added = 0
             for size in sizes:
                 if added + size > room_bytes and (count or batch):
@@ -152,11 +153,4 @@ class Batcher:
     @staticmethod
     def _move(lane: Lane, count: int, batch: list[Record], sid: int, deadline: float) -> None:
         """The first ``count`` records of ``lane``'s queue into ``batch``, in flight on ``sid``."""
-        popleft = lane.queue.popleft
-        moved = [popleft() for _ in range(count)]
-        in_flight = lane.part.in_flight
-        for record in moved:
-            record.stream = sid
-            record.deadline = deadline
-            in_flight[record.offset] = record  # appended: in lease order
-        batch += moved
+        bulk.move(lane.queue, count, batch, lane.part.in_flight, sid, deadline)

@@ -38,6 +38,7 @@ from sidecar.consumer.intake import Intake
 from sidecar.consumer.lanes import Lane, Partition
 from sidecar.consumer.redelivery import Redelivery
 from sidecar.consumer.streams import Streams
+from sidecar.core import bulk
 from sidecar.core.delivery import DeadLetter, Outcome, Policy
 from sidecar.core.records import Record, TopicPartition
 
@@ -228,10 +229,11 @@ class Dispatcher:
         outcome, taken = self._streams.take(sid, tp, offsets, ranges, remove=True)
         if taken:
             part = self._partitions[tp]
-            part.tracker.ack_received([r.offset for r in taken])
+            offsets, nbytes = bulk.offsets_and_size(taken)
+            part.tracker.ack_received(offsets)
             backlog = self._backlog
             backlog.released_records += len(taken)
-            backlog.released_bytes += sum([r.size for r in taken])
+            backlog.released_bytes += nbytes
             shared = self._lanes.shared(part)
             refresh = self._lanes.refresh
             if shared is not None:

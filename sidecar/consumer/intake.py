@@ -14,9 +14,9 @@ from collections.abc import Iterable
 
 from sidecar.consumer.dispatch_state import DispatchState
 from sidecar.consumer.lanes import Lane, Partition
+from sidecar.core import bulk
 from sidecar.core.delivery import Ordering
-from sidecar.core.records import Record, TopicPartition, partition_runs
-from sidecar.core.tracker import contiguous
+from sidecar.core.records import Record, TopicPartition
 
 
 class Intake:
@@ -32,7 +32,8 @@ class Intake:
     def add(self, records: Iterable[Record]) -> int:
         """Buffer records fetched from Kafka; returns how many were dropped (not owned, or done)."""
         touched: dict[Lane, None] = {}  # lanes that got records, in order: readiness checked once each
-        dropped = sum(self._add_run(run, touched) for run in partition_runs(records))
+        fetched = records if isinstance(records, list) else list(records)
+        dropped = sum(self._add_run(run, contiguous, touched) for run, contiguous in bulk.runs(fetched))
         ready = self._state.lanes.ready
         may_deliver = self._state.lanes.may_deliver
         for lane in touched:
@@ -42,8 +43,9 @@ class Intake:
                 ready[lane] = None
         return dropped
 
-    def _add_run(self, run: list[Record], touched: dict[Lane, None]) -> int:
-        """Add records of one partition, in offset order; returns how many were dropped."""
+    def _add_run(self, run: list[Record], contiguous: bool, touched: dict[Lane, None]) -> int:
+        """Add records of one partition, in offset order (``contiguous``: without holes or repeats);
+        returns how many were dropped."""
         state = self._state
         part = state.partitions.get(TopicPartition(run[0].topic, run[0].partition))
         if part is None or part.revoking:  # in transit when the partition went away
@@ -51,12 +53,10 @@ class Intake:
                 state.backlog.release(record)
             return len(run)
         tracker = part.tracker
-        offsets = [r.offset for r in run]
-        first, last = offsets[0], offsets[-1]
-        if first >= (tracker.next_offset or 0) and not part.skips and not self._keyed and contiguous(offsets):
+        first, last = run[0].offset, run[-1].offset
+        if contiguous and first >= (tracker.next_offset or 0) and not part.skips and not self._keyed:
             lane = part.lanes.get(None) or state.lanes.lane(part, None)
-            for record in run:
-                record.lane = lane
+            bulk.set_lane(run, lane)
             tracker.add_run(first, last)
             lane.queue.extend(run)
             state.backlog.buffered_records += len(run)

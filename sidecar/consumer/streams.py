@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from sidecar.consumer.dispatch_state import DispatchState
 from sidecar.consumer.lanes import Lane, Partition
+from sidecar.core import bulk
 from sidecar.core.delivery import Outcome, Rejection, RejectReason
 from sidecar.core.ranges import select
 from sidecar.core.records import Record, TopicPartition
@@ -83,8 +84,7 @@ class Streams:
         if not offsets and len(ranges) == 1 and ranges[0][1] - ranges[0][0] < len(in_flight):
             # The usual ack: one range of one partition, nothing named twice (so no dict to dedupe).
             first, last = ranges[0]
-            span = map(in_flight.get, range(first, last + 1))
-            records = [r for r in span if r is not None and r.stream == sid]
+            records = bulk.in_flight_span(in_flight, first, last, sid)
             if remove and records:
                 self.unlink(part, records, sid)
             outcome = Outcome(len(records))
@@ -128,9 +128,7 @@ class Streams:
         in_flight = part.in_flight
         count = len(records)
         shared = self._state.lanes.shared(part)
-        for record in records:
-            del in_flight[record.offset]
-            record.stream = 0
+        bulk.unlink(in_flight, records, 0)
         if shared is not None:  # without key lanes a partition has this one lane
             shared.in_flight -= count
             if not shared.in_flight:

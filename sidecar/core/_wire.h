@@ -10,7 +10,7 @@
 
 /* The byte offsets of type's __slots__ members named in names (a tuple of n str), into offsets: the
  * modules read and write a record's slots there directly, as the member descriptors would. */
-static int slot_offsets(PyObject *type, PyObject *names, Py_ssize_t *offsets, Py_ssize_t n) {
+static inline int slot_offsets(PyObject *type, PyObject *names, Py_ssize_t *offsets, Py_ssize_t n) {
     if (PyTuple_GET_SIZE(names) != n) {
         PyErr_Format(PyExc_ValueError, "expected %zd slot names", n);
         return -1;
@@ -35,7 +35,7 @@ static int slot_offsets(PyObject *type, PyObject *names, Py_ssize_t *offsets, Py
 }
 
 /* The entry key of field (1-15) with wire_type (0: varint, 2: length-delimited), in one byte. */
-static int one_byte_tag(long field, int wire_type, unsigned char *out) {
+static inline int one_byte_tag(long field, int wire_type, unsigned char *out) {
     if (field < 1 || field > 15) {
         PyErr_Format(PyExc_ValueError, "field %ld does not fit a one-byte entry key", field);
         return -1;
@@ -45,14 +45,14 @@ static int one_byte_tag(long field, int wire_type, unsigned char *out) {
 }
 
 /* Negative numbers go in as protobuf writes int32 and int64: sign-extended to ten bytes. */
-static Py_ssize_t varint_size(uint64_t v) {
+static inline Py_ssize_t varint_size(uint64_t v) {
     Py_ssize_t n = 1;
     for (; v > 0x7F; v >>= 7)
         n++;
     return n;
 }
 
-static char *put_varint(char *at, uint64_t v) {
+static inline char *put_varint(char *at, uint64_t v) {
     for (; v > 0x7F; v >>= 7)
         *at++ = (char)((v & 0x7F) | 0x80);
     *at++ = (char)v;

@@ -13,11 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-
-def contiguous(offsets: list[int]) -> bool:
-    """``offsets`` (not empty) are exactly first, first + 1, ..., last: no holes, no repeats."""
-    first = offsets[0]
-    return offsets[-1] - first == len(offsets) - 1 and offsets == list(range(first, first + len(offsets)))
+from sidecar.core.bulk import contiguous
 
 
 class OffsetTracker:
