@@ -14,8 +14,9 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# A C compiler for the package's compiled hot path (sidecar/core/_fetch.c, _bulk.c, sidecar/api/_batch.c),
-# built against the base's own Python headers; the compiler stays in this stage.
+# A C compiler for the package's compiled hot path (sidecar/core/*.c, sidecar/api/_batch.c and
+# sidecar/kafka/_native.c), built against the base's own Python headers; the compiler stays in this
+# stage.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends gcc libc6-dev \

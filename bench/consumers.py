@@ -51,7 +51,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     from confluent_kafka import Consumer, KafkaException
 
     from sidecar.config.kafka import FETCH_QUEUE_BACKOFF_MS
-    from sidecar.consumer.member import consume_available
+    from sidecar.consumer.taking import consume_available
 
     cpu_start = cpu_seconds()
     consumer = Consumer(

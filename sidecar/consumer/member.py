@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from sidecar.config import Config
@@ -27,14 +27,15 @@ from sidecar.consumer.fetching import FULL_WAIT_S, FetchControl
 from sidecar.consumer.handoff import Close, Commit, Committed, Handoff, Hold, Offsets
 from sidecar.consumer.lag import LagMonitor
 from sidecar.consumer.rebalance import RebalanceTracker, generation_of
-from sidecar.core.records import CommitPoint, TopicPartition, from_fetch
+from sidecar.consumer.taking import POLL_TIMEOUT_S, take
+from sidecar.core.records import CommitPoint, Record, TopicPartition
 from sidecar.kafka.client_events import ClientEvents, InstanceIdHeld
+from sidecar.kafka.native import NativeFetch, open_fetch
 from sidecar.kafka.reachability import Reachability
 from sidecar.ops import metrics
 
 log = logging.getLogger(__name__)
 
-POLL_TIMEOUT_S = 0.1
 POLL_BATCH = 1000
 COMMITTED_TIMEOUT_S = 10.0
 # A restarted static member whose old session the broker still holds is refused (KIP-848:
@@ -42,19 +43,6 @@ COMMITTED_TIMEOUT_S = 10.0
 # long, doubled each time up to the cap; the old session ends at the group's session timeout.
 REJOIN_BACKOFF_S = 1.0
 REJOIN_BACKOFF_MAX_S = 8.0
-
-
-def consume_available(consumer: Consumer, limit: int) -> list[Message]:
-    """Wait (up to the poll timeout) for one message, then take what else is queued, up to ``limit``.
-
-    ``consume(limit, timeout)`` alone waits until ``limit`` messages are there or the timeout runs out,
-    which at a modest rate holds every record for the whole timeout. This returns as soon as records
-    arrive and still batches under load (what piled up while the last batch was handed over).
-    """
-    messages = consumer.consume(1, POLL_TIMEOUT_S)
-    if messages and limit > 1:
-        messages += consumer.consume(limit - 1, 0)
-    return messages
 
 
 def check_kafka_config(conf: Mapping[str, str]) -> None:
@@ -102,6 +90,7 @@ class GroupMember:
         self._handoff = handoff
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._consumer: Consumer | None = None
+        self._native: NativeFetch | None = None  # the consumer's records, taken from librdkafka directly
         self._fetching = FetchControl(
             config.buffer_max_records,
             config.buffer_max_bytes,
@@ -189,6 +178,7 @@ class GroupMember:
         if self._stats_ms > 0:
             conf["stats_cb"] = self._events.on_stats  # kafka_consumer_lag
         consumer = self._consumer = Consumer(conf)
+        self._native = open_fetch(consumer, str(conf.get("client.id", "rdkafka")))
         consumer.subscribe(
             list(self._config.topics),
             on_assign=self._on_assign,
@@ -208,6 +198,7 @@ class GroupMember:
         if assigned:
             self._on_lost(consumer, assigned)
         self._fetching.reset()
+        self._close_native()
         try:
             consumer.close()
         except (KafkaException, RuntimeError) as exc:
@@ -253,17 +244,22 @@ class GroupMember:
             if watermarks_unknown and self._stats_ms > 0 and self.lag_monitor.refresh_due():
                 # No fetch responses tell the watermarks (paused, or fetching fails): ask the broker.
                 self.lag_monitor.refresh(lambda tp: _high_watermark(consumer, tp))
-            messages = consume_available(consumer, min(POLL_BATCH, room))
-            if messages:
-                self._hand_over(messages)
+            records, nbytes = take(
+                consumer, self._native, min(POLL_BATCH, room), self._events.on_message_error
+            )
+            if records:
+                self._hand_over(records, nbytes)
 
-    def _hand_over(self, messages: list[Message]) -> None:
-        records, nbytes = from_fetch(messages, self._events.on_message_error)
-        if records:
-            metrics.RECORDS_RECEIVED.inc(len(records))
-            self._handoff.records(records, nbytes)
-            if self.reach.troubled:
-                self.reach.contact()
+    def _hand_over(self, records: list[Record], nbytes: int) -> None:
+        metrics.RECORDS_RECEIVED.inc(len(records))
+        self._handoff.records(records, nbytes)
+        if self.reach.troubled:
+            self.reach.contact()
+
+    def _close_native(self) -> None:
+        if self._native is not None:
+            self._native.close()
+            self._native = None
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -325,6 +321,7 @@ class GroupMember:
                     len(command.offsets),
                 )
             self._commit_sync(consumer, offsets, "final")
+            self._close_native()
             # A static member (group.instance.id) does not leave the group here, so a pod that comes
             # back within the session timeout keeps its partitions without a rebalance.
             consumer.close()
@@ -341,6 +338,8 @@ class GroupMember:
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
+        if self._native is not None:  # before confluent-kafka assigns them, so before any fetch
+            self._native.route(tps)
         self._new_epoch(tps)
         self._fetching.assignment_changed = True
         self._handoff.assigned(tps, self._committed(consumer, partitions), self._epoch)

@@ -20,7 +20,7 @@
 
 /* The Record slots this module sets, in this order (records.py passes their names the same way). */
 enum {
-    S_ATTEMPT, S_STREAM, S_DEADLINE, S_AVOID, S_ENDED_AT, S_LANE, /* = records._UNDELIVERED */
+    S_ATTEMPT, S_STREAM, S_DEADLINE, S_AVOID, S_ENDED_AT, S_LANE, /* = records.UNDELIVERED */
     S_WIRE, S_NULLS, S_NULL_HEADERS, S_TOPIC, S_PARTITION, S_OFFSET, S_KEY, S_HEADER_COUNT,
     S_TIMESTAMP_MS, S_TIMESTAMP_TYPE, S_SIZE, N_SLOTS
 };

@@ -25,7 +25,7 @@ RECORD_BYTES = 64  # what a record pins besides its wire form and key: its size 
 # A fresh record's delivery bookkeeping: attempt 1 next; the stream it is in flight on (0: none); when
 # its lease ends while in flight (0: no lease); a stream whose lease on it expired, to prefer another
 # one; when a stream it was on last ended and charged it an attempt; its ordering lane (set on intake).
-_UNDELIVERED = (1, 0, 0.0, 0, -1e18, None)
+UNDELIVERED = (1, 0, 0.0, 0, -1e18, None)
 
 
 class Record:
@@ -90,7 +90,7 @@ class Record:
         self.timestamp_ms = timestamp_ms
         self.timestamp_type = timestamp_type
         self.lane: object  # (typed here; set with the rest below)
-        self.attempt, self.stream, self.deadline, self.avoid, self.ended_at, self.lane = _UNDELIVERED
+        self.attempt, self.stream, self.deadline, self.avoid, self.ended_at, self.lane = UNDELIVERED
         self.size = RECORD_BYTES + len(self.wire) + (len(key) if key else 0)
 
     @property
@@ -145,7 +145,7 @@ def from_fetch_python(
     append = records.append
     new = object.__new__
     encode = wire.encode
-    undelivered = _UNDELIVERED
+    undelivered = UNDELIVERED
     nbytes = 0
     for message in messages:
         error = message.error()
@@ -173,8 +173,8 @@ def from_fetch_python(
     return records, nbytes
 
 
-# The slots ``_fetch`` sets, in its order: the first six are ``_UNDELIVERED``'s.
-_FETCH_SLOTS = (
+# The slots ``_fetch`` and ``sidecar.kafka._native`` set, in this order (the first six: ``UNDELIVERED``).
+FETCH_SLOTS = (
     "attempt", "stream", "deadline", "avoid", "ended_at", "lane", "wire", "nulls", "null_headers",
     "topic", "partition", "offset", "key", "header_count", "timestamp_ms", "timestamp_type", "size",
 )  # fmt: skip
@@ -189,8 +189,8 @@ except ImportError:  # installed without a C compiler: the same records, made by
 else:
     _fetch.setup(
         Record,
-        _FETCH_SLOTS,
-        _UNDELIVERED,
+        FETCH_SLOTS,
+        UNDELIVERED,
         RECORD_BYTES,
         (wire.KEYS, wire.VALUES, wire.HEADER_KEYS, wire.HEADER_VALUES),
         (wire.NULL_KEY, wire.NULL_VALUE, wire.NULL_HEADER),
