@@ -372,9 +372,11 @@ fail:
     return NULL;
 }
 
-/* take(limit, timeout_ms) -> (records, nbytes, errors): what the queue has, waiting up to timeout_ms
- * (without the GIL) for the first. errors: (code, topic, partition, offset, reason) for each message
- * that is an error (the member turns them into KafkaErrors). */
+/* take(limit, timeout_ms) -> (records, nbytes, errors): what the queue has, up to limit, waiting up
+ * to timeout_ms (without the GIL) for the first. A single consume_batch call would wait for all of
+ * limit (or the timeout), holding back records at a modest rate: so one message is waited for and
+ * the rest taken as they are. errors: (code, topic, partition, offset, reason) for each message that
+ * is an error (the member turns them into KafkaErrors). */
 static PyObject *fetcher_take(Fetcher *self, PyObject *args) {
     int limit, timeout_ms;
     if (!PyArg_ParseTuple(args, "ii", &limit, &timeout_ms) || open_queue(self))
@@ -389,7 +391,12 @@ static PyObject *fetcher_take(Fetcher *self, PyObject *args) {
     ssize_t n;
     rd_kafka_queue_t *queue = self->queue;
     Py_BEGIN_ALLOW_THREADS
-    n = K.consume_batch_queue(queue, timeout_ms, messages, (size_t)limit);
+    n = K.consume_batch_queue(queue, timeout_ms, messages, 1);
+    if (n == 1 && limit > 1) {
+        ssize_t more = K.consume_batch_queue(queue, 0, messages + 1, (size_t)limit - 1);
+        if (more > 0)
+            n += more;
+    }
     Py_END_ALLOW_THREADS
     PyObject *records = PyList_New(0), *errors = PyList_New(0), *out = NULL;
     Py_ssize_t nbytes = 0, i = 0;
