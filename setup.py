@@ -11,8 +11,12 @@ and the daemon warns at start).
 
 from setuptools import Extension, setup
 
-# What both share (slot offsets, varints) is in sidecar/core/_wire.h.
-SHARED = {"include_dirs": ["sidecar/core"], "depends": ["sidecar/core/_wire.h"], "optional": True}
+# What they share (slot offsets, varints; the record's layout) is in sidecar/core/_wire.h and _record.h.
+SHARED = {
+    "include_dirs": ["sidecar/core"],
+    "depends": ["sidecar/core/_wire.h", "sidecar/core/_record.h"],
+    "optional": True,
+}
 
 setup(
     ext_modules=[

@@ -15,31 +15,13 @@
  * value or headers are not of the types confluent-kafka gives (bytes, a list of (str, bytes) pairs,
  * None) is encoded by wire.encode itself.
  */
-#include "_wire.h"
-#include <string.h>
+#include "_record.h"
 
-/* The Record slots this module sets, in this order (records.py passes their names the same way). */
-enum {
-    S_ATTEMPT, S_STREAM, S_DEADLINE, S_AVOID, S_ENDED_AT, S_LANE, /* = records.UNDELIVERED */
-    S_WIRE, S_NULLS, S_NULL_HEADERS, S_TOPIC, S_PARTITION, S_OFFSET, S_KEY, S_HEADER_COUNT,
-    S_TIMESTAMP_MS, S_TIMESTAMP_TYPE, S_SIZE, N_SLOTS
-};
-#define N_UNDELIVERED 6
 #define MAX_NULL_HEADERS 64 /* more null header values than this in one record: wire.encode */
 
-typedef struct {
-    int ready;
-    PyTypeObject *record_type;
-    Py_ssize_t offsets[N_SLOTS];
-    PyObject *undelivered[N_UNDELIVERED];
-    unsigned char tag_key, tag_value, tag_header_key, tag_header_value; /* one-byte entry keys */
-    long null_key, null_value, null_header;                             /* wire.NULL_* */
-    Py_ssize_t record_bytes;                                            /* records.RECORD_BYTES */
-    PyObject *encode;                                                   /* wire.encode */
-    PyObject *no_nulls;                                                 /* () */
-} Setup;
-
-static Setup S;
+static RecordLayout S;
+static PyObject *encode_fn; /* wire.encode */
+#define set_slot(record, slot, value) layout_set(&S, record, slot, value)
 
 static PyObject *N_ERROR, *N_TIMESTAMP, *N_KEY, *N_VALUE, *N_HEADERS, *N_TOPIC, *N_PARTITION, *N_OFFSET;
 
@@ -47,56 +29,15 @@ static PyObject *call(PyObject *message, PyObject *name) {
     return PyObject_VectorcallMethod(name, &message, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-static void set_slot(PyObject *record, int slot, PyObject *value) { /* steals value */
-    PyObject **at = (PyObject **)((char *)record + S.offsets[slot]);
-    PyObject *old = *at;
-    *at = value;
-    Py_XDECREF(old);
-}
-
 /* setup(record_type, slot_names, undelivered, record_bytes, (key, value, header key, header value
  *       field numbers), (null_key, null_value, null_header), encode) */
 static PyObject *setup(PyObject *self, PyObject *args) {
-    PyObject *type, *names, *undelivered, *encode;
-    Py_ssize_t record_bytes;
-    long fk, fv, fhk, fhv, nk, nv, nh;
-    if (!PyArg_ParseTuple(args, "O!O!O!n(llll)(lll)O", &PyType_Type, &type, &PyTuple_Type, &names,
-                          &PyTuple_Type, &undelivered, &record_bytes, &fk, &fv, &fhk, &fhv, &nk, &nv,
-                          &nh, &encode))
+    PyObject *encode;
+    if (layout_setup(&S, args, &encode) < 0)
         return NULL;
-    S.ready = 0; /* until everything below is in place */
-    if (PyTuple_GET_SIZE(undelivered) != N_UNDELIVERED) {
-        PyErr_Format(PyExc_ValueError, "expected %d undelivered values", N_UNDELIVERED);
-        return NULL;
-    }
-    if (one_byte_tag(fk, 2, &S.tag_key) || one_byte_tag(fv, 2, &S.tag_value) ||
-        one_byte_tag(fhk, 2, &S.tag_header_key) || one_byte_tag(fhv, 2, &S.tag_header_value) ||
-        slot_offsets(type, names, S.offsets, N_SLOTS))
-        return NULL;
-    Py_INCREF(type);
-    Py_XSETREF(S.record_type, (PyTypeObject *)type);
-    for (int i = 0; i < N_UNDELIVERED; i++) {
-        Py_INCREF(PyTuple_GET_ITEM(undelivered, i));
-        Py_XSETREF(S.undelivered[i], PyTuple_GET_ITEM(undelivered, i));
-    }
-    Py_INCREF(encode);
-    Py_XSETREF(S.encode, encode);
-    S.record_bytes = record_bytes;
-    S.null_key = nk;
-    S.null_value = nv;
-    S.null_header = nh;
-    S.ready = 1;
+    Py_XSETREF(encode_fn, Py_NewRef(encode));
     Py_RETURN_NONE;
 }
-
-static char *put_entry(char *at, unsigned char tag, const char *data, Py_ssize_t n) {
-    *at++ = (char)tag;
-    at = put_varint(at, (uint64_t)n);
-    memcpy(at, data, (size_t)n);
-    return at + n;
-}
-
-static Py_ssize_t entry_size(Py_ssize_t n) { return 1 + varint_size((uint64_t)n) + n; }
 
 /* The record's wire fragment, its NULL_* flags, its null header positions and its header count, as
  * wire.encode gives them, into the four out-parameters (new references); 0 on success, 1 when the
@@ -192,7 +133,7 @@ static int encode(PyObject *key, PyObject *value, PyObject *headers, PyObject **
 /* The same four by wire.encode itself, for the shapes encode() above leaves. */
 static int encode_in_python(PyObject *key, PyObject *value, PyObject *headers, PyObject **wire,
                             long *nulls, PyObject **null_headers, Py_ssize_t *header_count) {
-    PyObject *encoded = PyObject_CallFunctionObjArgs(S.encode, key, value, headers, NULL);
+    PyObject *encoded = PyObject_CallFunctionObjArgs(encode_fn, key, value, headers, NULL);
     if (encoded == NULL)
         return -1;
     if (!PyTuple_Check(encoded) || PyTuple_GET_SIZE(encoded) != 3 ||
@@ -360,7 +301,7 @@ PyMODINIT_FUNC PyInit__fetch(void) {
         !(N_HEADERS = PyUnicode_InternFromString("headers")) ||
         !(N_TOPIC = PyUnicode_InternFromString("topic")) ||
         !(N_PARTITION = PyUnicode_InternFromString("partition")) ||
-        !(N_OFFSET = PyUnicode_InternFromString("offset")) || !(S.no_nulls = PyTuple_New(0)))
+        !(N_OFFSET = PyUnicode_InternFromString("offset")))
         return NULL;
     return PyModule_Create(&module);
 }

@@ -1,5 +1,6 @@
-/* What the compiled hot path's two modules share (sidecar/core/_fetch.c, sidecar/api/_batch.c): the
- * offsets of Record's __slots__, and protobuf's wire form (one-byte entry keys, varints). */
+/* What the compiled hot path's modules share (sidecar/core/_fetch.c and _bulk.c, sidecar/api/_batch.c and
+ * sidecar/kafka/_native.c): the offsets of Record's __slots__, and protobuf's wire form (one-byte
+ * entry keys, varints). What the two that make records share besides is in _record.h. */
 #ifndef KAFKA_SIDECAR_WIRE_H
 #define KAFKA_SIDECAR_WIRE_H
 

@@ -16,10 +16,8 @@
  * after its object header. The records are the same as records.from_fetch makes (same slots, same
  * wire fragment): tests/test_native_fetch.py reads one topic both ways and compares them.
  */
-#define PY_SSIZE_T_CLEAN
-#include "_wire.h"
+#include "_record.h"
 #include <dlfcn.h>
-#include <string.h>
 
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_queue_s rd_kafka_queue_t;
@@ -58,57 +56,13 @@ static struct {
 } K;
 static int symbols_ready;
 
-/* The Record slots this module sets, in records.FETCH_SLOTS's order (records.py passes the names). */
-enum {
-    S_ATTEMPT, S_STREAM, S_DEADLINE, S_AVOID, S_ENDED_AT, S_LANE, /* = records.UNDELIVERED */
-    S_WIRE, S_NULLS, S_NULL_HEADERS, S_TOPIC, S_PARTITION, S_OFFSET, S_KEY, S_HEADER_COUNT,
-    S_TIMESTAMP_MS, S_TIMESTAMP_TYPE, S_SIZE, N_SLOTS
-};
-#define N_UNDELIVERED 6
-
-static struct {
-    int ready;
-    PyTypeObject *record_type;
-    Py_ssize_t offsets[N_SLOTS];
-    PyObject *undelivered[N_UNDELIVERED];
-    unsigned char tag_key, tag_value, tag_header_key, tag_header_value;
-    long null_key, null_value, null_header;
-    Py_ssize_t record_bytes;
-    PyObject *no_nulls; /* () */
-} S;
-
-static void set_slot(PyObject *record, int slot, PyObject *value) { /* steals value */
-    PyObject **at = (PyObject **)((char *)record + S.offsets[slot]);
-    PyObject *old = *at;
-    *at = value;
-    Py_XDECREF(old);
-}
+static RecordLayout S;
+#define set_slot(record, slot, value) layout_set(&S, record, slot, value)
 
 /* setup(record_type, slot_names, undelivered, record_bytes, (4 field numbers), (3 null flags)) */
 static PyObject *setup(PyObject *self, PyObject *args) {
-    PyObject *type, *names, *undelivered;
-    Py_ssize_t record_bytes;
-    long fk, fv, fhk, fhv, nk, nv, nh;
-    if (!PyArg_ParseTuple(args, "O!O!O!n(llll)(lll)", &PyType_Type, &type, &PyTuple_Type, &names,
-                          &PyTuple_Type, &undelivered, &record_bytes, &fk, &fv, &fhk, &fhv, &nk, &nv, &nh))
+    if (layout_setup(&S, args, NULL) < 0)
         return NULL;
-    S.ready = 0;
-    if (PyTuple_GET_SIZE(undelivered) != N_UNDELIVERED) {
-        PyErr_Format(PyExc_ValueError, "expected %d undelivered values", N_UNDELIVERED);
-        return NULL;
-    }
-    if (one_byte_tag(fk, 2, &S.tag_key) || one_byte_tag(fv, 2, &S.tag_value) ||
-        one_byte_tag(fhk, 2, &S.tag_header_key) || one_byte_tag(fhv, 2, &S.tag_header_value) ||
-        slot_offsets(type, names, S.offsets, N_SLOTS))
-        return NULL;
-    Py_XSETREF(S.record_type, (PyTypeObject *)Py_NewRef(type));
-    for (int i = 0; i < N_UNDELIVERED; i++)
-        Py_XSETREF(S.undelivered[i], Py_NewRef(PyTuple_GET_ITEM(undelivered, i)));
-    S.record_bytes = record_bytes;
-    S.null_key = nk;
-    S.null_value = nv;
-    S.null_header = nh;
-    S.ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -232,16 +186,6 @@ static PyObject *fetcher_close(Fetcher *self, PyObject *unused) {
     fetcher_close_queue(self);
     Py_RETURN_NONE;
 }
-
-static char *put_entry(char *at, unsigned char tag, const char *data, size_t n) {
-    *at++ = (char)tag;
-    at = put_varint(at, (uint64_t)n);
-    if (n)
-        memcpy(at, data, n);
-    return at + n;
-}
-
-static Py_ssize_t entry_size(size_t n) { return 1 + varint_size((uint64_t)n) + (Py_ssize_t)n; }
 
 /* The topic's name as a str, one object while messages come from the same topic (the name is
  * compared, not only the librdkafka topic's address, which could be reused). */
@@ -463,7 +407,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "sidecar.kafka._native", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__native(void) {
-    if (PyType_Ready(&FetcherType) < 0 || !(S.no_nulls = PyTuple_New(0)))
+    if (PyType_Ready(&FetcherType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
