@@ -1,7 +1,7 @@
 """Records taken from librdkafka directly (``sidecar.kafka.native``) are the records ``from_fetch`` makes.
 
 One topic, records of every shape (null and empty keys and values, null header values, non-ASCII
-header names, many headers), read on Apache Kafka twice: through the routed partition queues, and
+header names, hundreds of headers), read on Apache Kafka twice: through the routed partition queues, and
 through ``consume()`` and ``from_fetch``. Every slot of every record must match, no record may come
 through the consumer's own queue once its partition was routed, and errors come out as KafkaErrors.
 """
@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from kafka_helpers import TopicFactory
 
 from sidecar import compiled
+from sidecar.consumer.taking import take
 from sidecar.core.records import FETCH_SLOTS, Record, TopicPartition, from_fetch
 from sidecar.devtools.brokers.apache_kafka import ApacheKafka
 from sidecar.kafka import native
@@ -34,6 +35,7 @@ SHAPES: list[Shape] = [
     (None, None, []),
     (b"k" * 300, b"x" * 5000, [("caf\u00e9 \U0001f600", b"\xff\x00"), ("n", None), ("m", b"")]),
     (b"many", b"h", [(f"h{i}", None if i % 3 == 0 else bytes([i])) for i in range(40)]),
+    (b"wide", b"w", [(f"w{i}", None if i % 5 == 0 else b"x" * (i % 3)) for i in range(500)]),
 ]
 
 
@@ -228,3 +230,40 @@ def _produce_one(bootstrap: str, topic: str) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     producer.produce(topic, key=b"k", value=b"v")
     assert producer.flush(30) == 0
+
+
+@pytest.mark.parametrize(
+    ("with_native", "routed"),
+    [(False, False), (True, False), (True, True)],
+    ids=["no-native", "native-not-routed", "native-routed"],
+)
+def test_the_member_take_reads_every_record_whichever_way_they_come(
+    kafka: ApacheKafka, topic_factory: TopicFactory, with_native: bool, routed: bool
+) -> None:
+    """``taking.take``: without the native fetch (no compiler), through ``consume()``; with it, from
+    the routed partitions, and from the consumer's own queue for a partition that was not routed."""
+    topic = topic_factory(2, bootstrap=kafka.bootstrap)
+    count = _produce(kafka.bootstrap, topic, 2, rounds=20)
+    consumer = _consumer(kafka.bootstrap, "take-test")
+    fetch = open_fetch(consumer, "take-test") if with_native else None
+
+    def on_assign(_: Consumer, parts: list[Any]) -> None:
+        if fetch is not None and routed:
+            fetch.route([TopicPartition(p.topic, p.partition) for p in parts])
+
+    consumer.subscribe([topic], on_assign=on_assign)
+    records: list[Record] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            taken, nbytes = take(consumer, fetch, 100, print)
+            assert nbytes == sum(r.size for r in taken)
+            records += taken
+    finally:
+        if fetch is not None:
+            fetch.close()
+        consumer.close()
+    assert sorted((r.partition, r.offset) for r in records) == sorted(
+        (p, o) for p in range(2) for o in range(sum(1 for r in records if r.partition == p))
+    )
+    assert len(records) == count

@@ -37,7 +37,6 @@ typedef struct { /* librdkafka's public rd_kafka_message_t */
 
 #define RD_KAFKA_CONSUMER 1
 #define MAX_TAKE 10000
-#define MAX_HEADERS 256 /* more headers than this in one record: an error, never a wrong record */
 
 static struct {
     int (*type)(const rd_kafka_t *);
@@ -217,9 +216,9 @@ static int valid_name(const char *name, size_t n) {
 /* One message into a new Record (as records.from_fetch makes it), adding its size to *nbytes. */
 static PyObject *make_record(Fetcher *self, rd_kafka_message_t *m, Py_ssize_t *nbytes) {
     rd_kafka_headers_t *headers = NULL;
-    const char *names[MAX_HEADERS];
-    const void *values[MAX_HEADERS];
-    size_t sizes[MAX_HEADERS], name_lens[MAX_HEADERS];
+    const char *name;
+    const void *value;
+    size_t value_size;
     Py_ssize_t nh = 0, n_null = 0;
     long nulls = 0;
     Py_ssize_t size = entry_size(m->key ? m->key_len : 0) + entry_size(m->payload ? m->len : 0);
@@ -227,50 +226,40 @@ static PyObject *make_record(Fetcher *self, rd_kafka_message_t *m, Py_ssize_t *n
         nulls |= S.null_key;
     if (m->payload == NULL)
         nulls |= S.null_value;
-    if (K.message_headers(m, &headers) == 0 && headers != NULL) {
-        const char *name;
-        const void *value;
-        size_t value_size;
-        while (K.header_get_all(headers, (size_t)nh, &name, &value, &value_size) == 0) {
-            if (nh == MAX_HEADERS) {
-                PyErr_Format(PyExc_ValueError, "a record with more than %d headers", MAX_HEADERS);
-                return NULL;
-            }
-            names[nh] = name;
-            name_lens[nh] = strlen(name);
-            values[nh] = value;
-            sizes[nh] = value ? value_size : 0;
-            if (valid_name(name, name_lens[nh]) < 0)
-                return NULL;
-            if (value == NULL)
-                n_null++;
-            size += entry_size(name_lens[nh]) + entry_size(sizes[nh]);
-            nh++;
-        }
+    if (K.message_headers(m, &headers) != 0)
+        headers = NULL;
+    /* Pass 1 over the headers (librdkafka indexes them): check the names, count, measure. */
+    for (; headers && K.header_get_all(headers, (size_t)nh, &name, &value, &value_size) == 0; nh++) {
+        size_t name_len = strlen(name);
+        if (valid_name(name, name_len) < 0)
+            return NULL;
+        n_null += value == NULL;
+        size += entry_size((Py_ssize_t)name_len) + entry_size(value ? (Py_ssize_t)value_size : 0);
     }
     PyObject *wire = PyBytes_FromStringAndSize(NULL, size), *null_headers = NULL, *record = NULL;
     if (wire == NULL)
         return NULL;
-    char *at = PyBytes_AS_STRING(wire);
-    at = put_entry(at, S.tag_key, (const char *)m->key, m->key ? m->key_len : 0);
-    at = put_entry(at, S.tag_value, (const char *)m->payload, m->payload ? m->len : 0);
-    for (Py_ssize_t i = 0; i < nh; i++) {
-        at = put_entry(at, S.tag_header_key, names[i], name_lens[i]);
-        at = put_entry(at, S.tag_header_value, (const char *)values[i], sizes[i]);
-    }
     if (n_null) {
         nulls |= S.null_header;
         if ((null_headers = PyTuple_New(n_null)) == NULL)
             goto fail;
-        for (Py_ssize_t i = 0, j = 0; i < nh; i++)
-            if (values[i] == NULL) {
-                PyObject *index = PyLong_FromSsize_t(i);
-                if (index == NULL)
-                    goto fail;
-                PyTuple_SET_ITEM(null_headers, j++, index);
-            }
     } else
         null_headers = Py_NewRef(S.no_nulls);
+    char *at = PyBytes_AS_STRING(wire);
+    at = put_entry(at, S.tag_key, (const char *)m->key, m->key ? m->key_len : 0);
+    at = put_entry(at, S.tag_value, (const char *)m->payload, m->payload ? m->len : 0);
+    /* Pass 2: copy, and note where the null header values are. */
+    for (Py_ssize_t i = 0, j = 0; i < nh && K.header_get_all(headers, (size_t)i, &name, &value, &value_size) == 0;
+         i++) {
+        at = put_entry(at, S.tag_header_key, name, (Py_ssize_t)strlen(name));
+        at = put_entry(at, S.tag_header_value, (const char *)value, value ? (Py_ssize_t)value_size : 0);
+        if (value == NULL) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(null_headers, j++, index);
+        }
+    }
     PyObject *key = m->key ? PyBytes_FromStringAndSize((const char *)m->key, (Py_ssize_t)m->key_len)
                            : Py_NewRef(Py_None);
     if (key == NULL)
