@@ -40,16 +40,16 @@ def consume_available(consumer: Consumer, limit: int) -> list[Message]:
 def take(
     consumer: Consumer, native: NativeFetch | None, limit: int, on_error: Callable[[KafkaError], Any]
 ) -> tuple[list[Record], int]:
-    """Up to ``limit`` records (about: each source gives up to ``limit``) and the bytes they pin,
-    serving the consumer's callbacks on the way; a message that is an error goes to ``on_error``."""
+    """Up to ``limit`` records and the bytes they pin, serving the consumer's callbacks on the way; a
+    message that is an error goes to ``on_error``."""
     if native is None:
         messages = consume_available(consumer, limit)
         return from_fetch(messages, on_error) if messages else ([], 0)
     # The consumer's own queue first, without waiting: its callbacks (an assignment routes its
     # partitions there, before they are fetched), and the records of any partition not routed.
     messages = consumer.consume(limit, 0)
-    records, nbytes = native.take(limit, 0 if messages else NATIVE_WAIT_S, on_error)
-    if messages:
-        fetched, size = from_fetch(messages, on_error)
-        records, nbytes = fetched + records, size + nbytes
+    records, nbytes = from_fetch(messages, on_error) if messages else ([], 0)
+    if len(messages) < limit:  # the rest of the limit from the routed partitions
+        taken, size = native.take(limit - len(messages), 0 if messages else NATIVE_WAIT_S, on_error)
+        records, nbytes = records + taken, nbytes + size
     return records, nbytes
