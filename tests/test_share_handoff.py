@@ -97,3 +97,19 @@ def test_a_refused_consumer_wakes_when_the_demand_grows_and_not_when_it_falls(ha
     started = time.monotonic()
     handoff.wait_turn(seen, 5.0)
     assert time.monotonic() - started < 0.1
+
+
+def test_a_refused_acknowledgement_is_explained_by_its_error_code() -> None:
+    """The log says what the broker's code means: a lock that ended is not the only refusal."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from sidecar.share.member import refusal_cause
+
+    def cause(code: int) -> str:
+        return refusal_cause(KafkaException(KafkaError(code)))
+
+    assert cause(KafkaError.INVALID_RECORD_STATE) == "their locks had ended"
+    assert "invalid" in cause(KafkaError.INVALID_REQUEST)
+    assert "session" in cause(KafkaError.SHARE_SESSION_NOT_FOUND)
+    assert cause(KafkaError.UNKNOWN) == "the broker's reason is in its error"
+    assert refusal_cause(KafkaException("no code")) == "the broker gave no error code"

@@ -391,11 +391,26 @@ class _ConsumerLoop:
     def _on_acknowledged(
         self, offsets: dict[KafkaTopicPartition, set[int]], error: KafkaException | None
     ) -> None:
-        """The broker's answer to acknowledgements: a refusal means their records' locks had ended
-        (the broker delivers them again), which is counted and said."""
+        """The broker's answer to acknowledgements: a refusal (the broker delivers the records again)
+        is counted and said, with what the broker's error code means."""
         count = sum(len(v) for v in offsets.values())
         if error is None:
             metrics.SHARE_ACKS_CONFIRMED.inc(count)
             return
         where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in offsets)
-        self.handoff.ack_failures(count, f"{where}: {error}")
+        self.handoff.ack_failures(count, f"{where}: {error}; {refusal_cause(error)}")
+
+
+_REFUSALS = {
+    KafkaError.INVALID_RECORD_STATE: "their locks had ended",
+    KafkaError.SHARE_SESSION_NOT_FOUND: "the consumer's share session had ended",
+    KafkaError.INVALID_SHARE_SESSION_EPOCH: "the consumer's share session had moved on",
+    KafkaError.INVALID_REQUEST: "the broker found the acknowledgement invalid for those records",
+}
+
+
+def refusal_cause(error: KafkaException) -> str:
+    """What a refused acknowledgement's error code says about its records, in words for the log."""
+    if not error.args or not isinstance(error.args[0], KafkaError):
+        return "the broker gave no error code"
+    return _REFUSALS.get(error.args[0].code(), "the broker's reason is in its error")

@@ -205,8 +205,8 @@ class SharePipeline(PipelineBase[ShareHandoff, ShareDispatcher]):
     def on_ack_failures(self, count: int, reason: str) -> None:
         metrics.SHARE_ACK_FAILURES.inc(count)
         log.warning(
-            "the broker refused %d acknowledgements (%s): their locks had ended, so the group delivers "
-            "them again", count, reason,
+            "the broker refused %d acknowledgements (%s), so the group delivers them again",
+            count, reason,
         )  # fmt: skip
 
     # -- timers and shutdown ----------------------------------------------------------------------
