@@ -157,3 +157,23 @@ def test_in_order_bulk_acks_from_the_watermark_and_acks_behind_a_gap() -> None:
     assert (tracker.watermark, tracker.outstanding) == (9, 1)
     tracker.ack_received([9, 10])  # 10 was never received
     assert (tracker.watermark, tracker.outstanding) == (10, 0)
+
+
+def test_many_runs_spent_and_cut_off_leave_the_rest_exact() -> None:
+    """Every other offset a hole: a run per record, thousands of them spent from the front (and the
+    spent ones cut off the list), and the tracker still tells received offsets from holes."""
+    offsets = list(range(0, 12_000, 2))
+    tracker = tracker_with(offsets)
+    for offset in offsets[:5_000]:
+        assert tracker.ack(offset)
+    assert tracker.watermark == offsets[5_000]
+    assert not tracker.ack(offsets[5_000] + 1)  # a hole
+    assert tracker.ack(offsets[5_500])  # received, behind the watermark's gap
+    assert not tracker.ack(offsets[5_500])  # once only
+    assert tracker.outstanding == len(offsets) - 5_001
+    tracker.ack_received(offsets[5_000:5_500])
+    assert tracker.watermark == offsets[5_501]
+    tracker.ack_received(offsets[5_501:])
+    assert (tracker.watermark, tracker.outstanding) == (offsets[-1] + 1, 0)
+    tracker.add_run(20_000, 20_009)
+    assert (tracker.watermark, tracker.outstanding) == (20_000, 10)

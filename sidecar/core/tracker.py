@@ -6,24 +6,35 @@ received and not yet acked; if every received record is acked, it is the offset 
 Offsets are not assumed contiguous (compaction and transaction markers leave holes), so the tracker
 remembers the offsets it actually received, in order.
 
-Cost: ``add`` and ``ack`` are O(1); the watermark advances lazily, O(1) amortised per record.
+Cost: ``add``, ``add_run`` and ``ack`` are O(1) amortised. The received offsets are kept as runs
+(first, last) rather than one by one: a fetch is usually one run per partition, so holding and acking
+a batch costs the same whatever its size, where a deque of offsets cost an int allocated, queued,
+popped and freed per record (a twelfth of the event loop's time at full speed).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
+from operator import itemgetter
 
 from sidecar.core.bulk import contiguous
+
+_first = itemgetter(0)
+_COMPACT = 1024  # spent runs at the front of the list, at least, before they are cut off
 
 
 class OffsetTracker:
     """Received and acked offsets of one partition, and the watermark that may be committed."""
 
-    __slots__ = ("_acked", "_committed", "_gaps_changed", "_next", "_pending")
+    __slots__ = ("_acked", "_committed", "_count", "_gaps_changed", "_head", "_next", "_runs")
 
     def __init__(self) -> None:
-        self._pending: deque[int] = deque()  # received, not yet below the watermark, ascending
-        self._acked: set[int] = set()  # acked offsets still in _pending (above the first gap)
+        # Received offsets not yet below the watermark: ascending runs [first, last], from _head on (the
+        # runs before it are spent); _count offsets in all.
+        self._runs: list[list[int]] = []
+        self._head = 0
+        self._count = 0
+        self._acked: set[int] = set()  # acked offsets still in the runs (above the first gap)
         self._next: int | None = None  # offset after the last received record
         self._committed: int | None = None  # last offset handed to a commit
         self._gaps_changed = False  # acked offsets above the watermark changed since the last commit
@@ -32,8 +43,7 @@ class OffsetTracker:
         """Record that ``offset`` was received from Kafka (offsets arrive in ascending order)."""
         if self._next is not None and offset < self._next:
             raise ValueError(f"offset {offset} received after {self._next - 1}: offsets must ascend")
-        self._pending.append(offset)
-        self._next = offset + 1
+        self._append(offset, offset)
 
     def add_run(self, first: int, last: int) -> None:
         """``add`` of every offset from ``first`` to ``last``: a fetched run without holes."""
@@ -41,24 +51,56 @@ class OffsetTracker:
             raise ValueError(f"offset {first} received after {self._next - 1}: offsets must ascend")
         if last < first:
             raise ValueError(f"empty run {first}..{last}")
-        self._pending.extend(range(first, last + 1))
+        self._append(first, last)
+
+    def _append(self, first: int, last: int) -> None:
+        runs = self._runs
+        if runs and runs[-1][1] + 1 == first:  # (runs is empty when every run is spent)
+            runs[-1][1] = last
+        else:
+            runs.append([first, last])
+        self._count += last - first + 1
         self._next = last + 1
+
+    def _drop_front(self, n: int = 1) -> None:
+        """Take the ``n`` first offsets off the front run (which holds at least ``n``)."""
+        run = self._runs[self._head]
+        run[0] += n
+        self._count -= n
+        if run[0] > run[1]:
+            self._head += 1
+            if not self._count:
+                self._runs.clear()
+                self._head = 0
+            elif self._head >= _COMPACT and 2 * self._head >= len(self._runs):
+                del self._runs[: self._head]
+                self._head = 0
+
+    def _settle(self) -> None:
+        """Move the watermark past the acked offsets that are now at the front."""
+        acked = self._acked
+        while acked and self._count:
+            front = self._runs[self._head][0]
+            if front not in acked:
+                return
+            acked.discard(front)
+            self._drop_front()
 
     def ack(self, offset: int, *, received: bool = False) -> bool:
         """Mark ``offset`` done. Returns False (and changes nothing) if it is not outstanding.
 
         ``received=True`` says the caller knows the offset was received and not yet acked (the
-        dispatcher does: it held the record in flight), which skips the O(n) membership check that
+        dispatcher does: it held the record in flight), which skips the search through the runs that
         offsets with holes (transaction markers, compaction) would otherwise cost.
         """
-        pending = self._pending
-        if not pending or offset < pending[0] or offset >= (self._next or 0) or offset in self._acked:
+        if not self._count:
             return False
-        if offset == pending[0]:
-            pending.popleft()
-            acked = self._acked
-            while pending and pending[0] in acked:
-                acked.discard(pending.popleft())
+        front = self._runs[self._head][0]
+        if offset < front or offset >= (self._next or 0) or offset in self._acked:
+            return False
+        if offset == front:
+            self._drop_front()
+            self._settle()
             return True
         # Not the first: it must be a received offset, not a hole left by compaction.
         if not received and not self._contains(offset):
@@ -73,34 +115,22 @@ class OffsetTracker:
         The dispatcher's path: it acks whole batches of records it held in flight, and one call per
         record was a noticeable share of the cost of an ack.
         """
-        pending, acked = self._pending, self._acked
-        if offsets and not acked and pending and offsets[0] == pending[0]:
-            # In order, from the watermark: when pending starts with exactly these offsets (the
-            # usual case, acks of a contiguous batch) they all go from the front.
-            count = len(offsets)
-            if count <= len(pending) and pending[count - 1] == offsets[-1] and contiguous(offsets):
-                for _ in range(count):
-                    pending.popleft()
-                return
-        end = self._next or 0
+        if not offsets or not self._count:
+            return
+        run = self._runs[self._head]
+        if not self._acked and offsets[0] == run[0] and offsets[-1] <= run[1] and contiguous(offsets):
+            # In order, from the watermark (the usual case, acks of a contiguous batch): the front
+            # run loses exactly these offsets.
+            self._drop_front(len(offsets))
+            return
+        ack = self.ack
         for offset in offsets:
-            if not pending or offset < pending[0] or offset >= end or offset in acked:
-                continue
-            if offset == pending[0]:
-                pending.popleft()
-                while pending and pending[0] in acked:
-                    acked.discard(pending.popleft())
-            else:
-                acked.add(offset)
-                self._gaps_changed = True
+            ack(offset, received=True)
 
     def _contains(self, offset: int) -> bool:
-        # Pending is ascending and usually contiguous: check the arithmetic guess first.
-        pending = self._pending
-        guess = offset - pending[0]
-        if guess < len(pending) and pending[guess] == offset:
-            return True
-        return offset in pending
+        runs = self._runs
+        i = bisect_right(runs, offset, lo=self._head, key=_first) - 1
+        return i >= self._head and runs[i][0] <= offset <= runs[i][1]
 
     @property
     def watermark(self) -> int | None:
@@ -108,8 +138,8 @@ class OffsetTracker:
 
         None until a record was received (nothing known is safe to commit).
         """
-        if self._pending:
-            return self._pending[0]
+        if self._count:
+            return self._runs[self._head][0]
         return self._next
 
     @property
@@ -120,7 +150,7 @@ class OffsetTracker:
     @property
     def outstanding(self) -> int:
         """Received records that are not yet acked."""
-        return len(self._pending) - len(self._acked)
+        return self._count - len(self._acked)
 
     def acked_above(self) -> list[int]:
         """Acked offsets above the watermark (the gaps' other side), ascending."""
