@@ -539,13 +539,13 @@ class AsyncConsumer:
         if kind == "records":
             timeout_ms = response.records.ack_timeout_ms
             self._ack_timeout = timeout_ms / 1000 if timeout_ms > 0 else None
-            batch = records_from_batch(response.records, s.epoch)
+            offsets: list[tuple[TopicPartition, list[int]]] = []
+            batch = records_from_batch(response.records, s.epoch, offsets)
             managed = self.manage_leases and self._ack_timeout is not None
             now = asyncio.get_running_loop().time()
             lease = first_lease(now, self._ack_timeout, self.max_lease) if managed else NEVER
-            for columns in response.records.partitions:  # in flight, in bulk: one shared lease
-                held = s.inflight.setdefault((columns.topic, columns.partition), {})
-                held.update(dict.fromkeys(columns.offsets, lease))
+            for tp, numbers in offsets:  # in flight, in bulk: one shared lease
+                s.inflight.setdefault(tp, {}).update(dict.fromkeys(numbers, lease))
             if managed and s.ticker is None:
                 s.ticker = asyncio.create_task(self._keep_leases(s), name=f"leases of stream {s.epoch}")
             if batch:

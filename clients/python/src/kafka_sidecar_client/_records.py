@@ -90,12 +90,16 @@ class Record:
         )
 
 
-def records_from_batch(batch: sidecar_pb2.RecordBatch, epoch: int) -> list[Record]:
+def records_from_batch(
+    batch: sidecar_pb2.RecordBatch, epoch: int, offsets: list[tuple[TopicPartition, list[int]]] | None = None
+) -> list[Record]:
     """The records of a wire batch, column by column (see ``PartitionRecords`` in the contract).
 
     This is most of the client's own work per record, so the records are made in one loop that sets
     their slots (the same as ``Record(...)``, without a constructor call each), and their headers are
-    left in the batch's columns until the app asks for them (``Record.headers``).
+    left in the batch's columns until the app asks for them (``Record.headers``). ``offsets``, if
+    given, gets each partition's offsets, the same int objects as the records': the client keeps them
+    as in flight without reading the column again.
     """
     records: list[Record] = []
     append = records.append
@@ -110,8 +114,11 @@ def records_from_batch(batch: sidecar_pb2.RecordBatch, epoch: int) -> list[Recor
         values = _nullable(columns.values, columns.null_values)
         headers = _HeaderColumns(columns)
         topic, partition = columns.topic, columns.partition
+        numbers = list(columns.offsets)
+        if offsets is not None:
+            offsets.append(((topic, partition), numbers))
         for index, (offset, key, value, timestamp_ms, attempt) in enumerate(
-            zip(columns.offsets, keys, values, columns.timestamps_ms, columns.delivery_attempts, strict=True)
+            zip(numbers, keys, values, columns.timestamps_ms, columns.delivery_attempts, strict=True)
         ):
             record = new(Record)
             record.topic, record.partition, record.offset = topic, partition, offset
