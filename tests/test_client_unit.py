@@ -254,6 +254,61 @@ def test_every_field_of_every_record_comes_through_a_batch(
     assert len({id(r.headers) for r in got}) == len(got)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([("t", 0), ("t", 1), ("u", 0)]), _blobs, _blobs, _headers), max_size=12
+    ),
+)
+def test_the_compiled_loop_makes_the_records_the_python_loop_makes(
+    items: list[tuple[tuple[str, int], bytes | None, bytes | None, list[tuple[str, bytes | None]] | None]],
+) -> None:
+    """``_fill`` (the compiled loop) and the Python loop give the same records, slot for slot."""
+    import kafka_sidecar_client._records as records_module
+
+    assert records_module.COMPILED, "the client's compiled loop is not built (a C compiler is needed)"
+    sent = [
+        record(partition, 7 + n, topic, 1 + n % 2, key=key, value=value, headers=headers, timestamp_ms=n)
+        for n, ((topic, partition), key, value, headers) in enumerate(items)
+    ]
+    message = batch(*sent).records
+    held_c: list[tuple[tuple[str, int], list[int]]] = []
+    compiled = records_from_batch(message, 5, held_c)
+    fill, records_module._fill = records_module._fill, None
+    try:
+        held_py: list[tuple[tuple[str, int], list[int]]] = []
+        python = records_from_batch(message, 5, held_py)
+    finally:
+        records_module._fill = fill
+    slots = [*records_module._FILL_SLOTS]
+    assert [[getattr(r, s) for s in slots if s != "_headers"] for r in compiled] == [
+        [getattr(r, s) for s in slots if s != "_headers"] for r in python
+    ]
+    assert [r.headers for r in compiled] == [r.headers for r in python]
+    assert held_c == held_py
+
+
+def test_the_compiled_loop_keeps_no_reference_it_should_not() -> None:
+    import sys
+
+    from kafka_sidecar_client import _fill
+
+    out: list[Any] = []
+    key, topic, epoch = b"k" * 40, "topic-x", 12345678
+    before = sys.getrefcount(key), sys.getrefcount(topic), sys.getrefcount(epoch)
+    _fill.add(out, topic, 3, [1, 2], [key, key], [None, b"v"], [0, 0], [1, 1], [], epoch)
+    assert [(r.topic, r.partition, r.offset, r.key, r.value, r._header_index, r._epoch) for r in out] == [
+        (topic, 3, 1, key, None, 0, epoch),
+        (topic, 3, 2, key, b"v", 1, epoch),
+    ]
+    del out
+    assert (sys.getrefcount(key), sys.getrefcount(topic), sys.getrefcount(epoch)) == before
+    with pytest.raises(ValueError, match="different lengths"):
+        _fill.add([], topic, 3, [1, 2], [key], [None, b"v"], [0, 0], [1, 1], [], epoch)
+    with pytest.raises(TypeError, match="not a sequence"):
+        _fill.add([], topic, 3, 7, [key], [None], [0], [1], [], epoch)
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -117,6 +117,10 @@ def records_from_batch(
         numbers = list(columns.offsets)
         if offsets is not None:
             offsets.append(((topic, partition), numbers))
+        if _fill is not None:
+            _fill.add(records, topic, partition, numbers, keys, values, columns.timestamps_ms,
+                      columns.delivery_attempts, headers, epoch)  # fmt: skip
+            continue
         for index, (offset, key, value, timestamp_ms, attempt) in enumerate(
             zip(numbers, keys, values, columns.timestamps_ms, columns.delivery_attempts, strict=True)
         ):
@@ -127,6 +131,20 @@ def records_from_batch(
             record.timestamp_ms, record.delivery_attempt, record._epoch = timestamp_ms, attempt, epoch
             append(record)
     return records
+
+
+# The slots ``_fill`` sets, in its order.
+_FILL_SLOTS = ("topic", "partition", "offset", "key", "value", "_headers", "_header_index", "timestamp_ms",
+               "delivery_attempt", "_epoch")  # fmt: skip
+
+_fill: Any
+try:
+    from kafka_sidecar_client import _fill
+except ImportError:  # installed without a C compiler: the same records, made by the Python loop
+    _fill = None
+else:
+    _fill.setup(Record, _FILL_SLOTS)
+COMPILED = _fill is not None
 
 
 class _HeaderColumns:
