@@ -99,7 +99,8 @@ def records_from_batch(
     their slots (the same as ``Record(...)``, without a constructor call each), and their headers are
     left in the batch's columns until the app asks for them (``Record.headers``). ``offsets``, if
     given, gets each partition's offsets, the same int objects as the records': the client keeps them
-    as in flight without reading the column again.
+    as in flight without reading the column again. Where the client was built with a C compiler,
+    ``_fill`` makes them, untracked by the cyclic collector (``_fill.c`` says why).
     """
     records: list[Record] = []
     append = records.append
