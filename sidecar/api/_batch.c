@@ -4,8 +4,9 @@
  * thread needs too: grouping the batch by partition, its number columns (offsets, timestamps, types,
  * attempts, header counts, null indexes) and the join of the records' wire fragments were an eighth
  * of the daemon's GIL time at 100 B. This reads each record's slots once, then writes the same bytes
- * in two passes over what it read (measure, then write) into one bytes object: the same message, field for field and byte for byte, as the Python version
- * (tests/test_wire.py compares them on batches of every shape), which stays as the fallback.
+ * in two passes over what it read (measure, then write) into one bytes object: the same message,
+ * field for field and byte for byte, as the Python version (tests/test_wire.py compares them on
+ * batches of every shape), which stays as the fallback.
  *
  * The layout is the Python version's: a ConsumeResponse holding one RecordBatch, its ack timeout,
  * then one PartitionRecords per partition in the order the partitions first appear, each with its
@@ -177,7 +178,9 @@ static int read_rows(PyObject **records, Py_ssize_t n, Row *rows) {
         for (int k = 0; k < N_ROW; k++)
             if (int_slot(record, ROW_SLOT[k], &r->v[k]))
                 return -1;
-        if ((r->wire = slot(record, S_WIRE)) == NULL || (r->null_headers = slot(record, S_NULL_HEADERS)) == NULL)
+        r->wire = slot(record, S_WIRE);
+        r->null_headers = r->wire ? slot(record, S_NULL_HEADERS) : NULL;
+        if (r->null_headers == NULL)
             return -1;
         if (!PyBytes_Check(r->wire)) {
             PyErr_SetString(PyExc_TypeError, "a record's wire fragment is not bytes");

@@ -249,8 +249,9 @@ static PyObject *make_record(Fetcher *self, rd_kafka_message_t *m, Py_ssize_t *n
     at = put_entry(at, S.tag_key, (const char *)m->key, m->key ? m->key_len : 0);
     at = put_entry(at, S.tag_value, (const char *)m->payload, m->payload ? m->len : 0);
     /* Pass 2: copy, and note where the null header values are. */
-    for (Py_ssize_t i = 0, j = 0; i < nh && K.header_get_all(headers, (size_t)i, &name, &value, &value_size) == 0;
-         i++) {
+    for (Py_ssize_t i = 0, j = 0; i < nh; i++) {
+        if (K.header_get_all(headers, (size_t)i, &name, &value, &value_size) != 0)
+            break;
         at = put_entry(at, S.tag_header_key, name, (Py_ssize_t)strlen(name));
         at = put_entry(at, S.tag_header_value, (const char *)value, value ? (Py_ssize_t)value_size : 0);
         if (value == NULL) {
